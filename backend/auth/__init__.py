@@ -1,0 +1,1 @@
+"""Users, sessions, API tokens, stream keys, CSRF and rate limits."""

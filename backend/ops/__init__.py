@@ -1,0 +1,1 @@
+"""Operations endpoints: health, version, metrics and the API docs page."""

@@ -1,0 +1,1 @@
+"""Runtime settings stored in the database with typed defaults."""

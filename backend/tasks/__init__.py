@@ -1,0 +1,1 @@
+"""Background work: the TaskQueueBroker, its job registry, the scheduler and the tasks API."""

@@ -1,0 +1,1 @@
+"""The Jinja admin pages."""
