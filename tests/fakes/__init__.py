@@ -1,0 +1,1 @@
+"""Tiny real servers that stand in for TVHeadend and IPTV providers in tests."""
