@@ -1,0 +1,1 @@
+"""Playlist sources: M3U playlists fetched from providers and imported as streams."""

@@ -1,0 +1,623 @@
+"""Streaming M3U / m3u_plus parser: lines or byte chunks in, M3uEntry records out; pure, no I/O."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urljoin
+
+log = logging.getLogger(__name__)
+
+#: Lines longer than this (bytes for byte input, characters for text input) are skipped and reported.
+#: Real EXTINF lines stay under a few KiB (the largest header in the corpus is ~6 KiB); the cap keeps a
+#: hostile or truncated body from growing one line without bound.
+MAX_LINE = 64 * 1024
+#: How many SkippedEntry records are kept; skipped_total keeps counting past it.
+MAX_SKIPPED_KEPT = 1000
+_READ_CHUNK = 1024 * 1024
+
+# The duration is the first token after "#EXTINF:"; it is optional because real files omit it.
+_DURATION = re.compile(r"\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+))?")
+# One key=value attribute; values are "double", 'single' or bare. The block pattern reads a run of
+# them. Keys exclude "=" and every quantifier is possessive, so a hostile line cannot make the engine
+# backtrack: matching stays linear in the line length.
+_ATTR = re.compile(r"""\s*+([^\s=,"']++)\s*+=\s*+(?:"([^"]*+)"|'([^']*+)'|([^\s,"']*+))""")
+_ATTR_BLOCK = re.compile(r"""(?:\s*+[^\s=,"']++\s*+=\s*+(?:"[^"]*+"|'[^']*+'|[^\s,"']*+))*+""")
+# Where the attribute run stops early but a quoted attribute follows, skip the obstacle and read on:
+# a stray comma (yuechan-live__IPTV.m3u line 172: tvg-name="X",group-title="Y",X) or a stray word
+# or quote (line 50: zz-definition=HD" catchup="default" ...).
+_RESUME = re.compile(r"""\s*+(?:,|[^\s,]++)(?=\s*+[^\s=,"']++\s*+=\s*+["'])""")
+_HAS_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+# Xtream Codes stream paths: /live|movie|series/<user>/<pass>/<id>.<ext>, or the short live form
+# /<user>/<pass>/<id> that get.php?output=ts emits. The short form must end the URL and has no
+# extension, so CDN paths such as /live/hls/8117.m3u8 or /a/b/1.m3u8?x=y are not mistaken for it.
+_XTREAM_PATH = re.compile(
+    r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#]+/"
+    r"(?:(live|movie|series)/[^/?#]+/[^/?#]+/(\d+)(?:\.[A-Za-z0-9]{1,5})?(?:[?#]|$)|[^/?#]+/[^/?#]+/(\d+)$)"
+)
+_VOD_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".m4v", ".wmv")
+_HEADER_TOKEN = re.compile(r"[A-Za-z0-9_-]+=")
+_BOM = b"\xef\xbb\xbf"
+_NEWLINE = re.compile(r"\r\n|\r|\n")
+
+# Entry attributes and #EXTVLCOPT options that carry HTTP request headers, by lower-cased name.
+_HEADER_ATTRS = {
+    "http-user-agent": "User-Agent",
+    "user-agent": "User-Agent",
+    "http-referrer": "Referer",
+    "http-referer": "Referer",
+    "http-origin": "Origin",
+    "http-cookie": "Cookie",
+}
+# Canonical spelling of header names given in |suffixes and http-header attributes.
+_HEADER_NAMES = {
+    "user-agent": "User-Agent",
+    "referer": "Referer",
+    "referrer": "Referer",
+    "origin": "Origin",
+    "cookie": "Cookie",
+}
+_HEADER_KEYS = frozenset((*_HEADER_ATTRS, "http-header"))
+_CATCHUP_KEYS = frozenset(("catchup", "catchup-type", "catchup-source", "catchup-days", "timeshift"))
+
+
+@dataclass(slots=True)
+class M3uEntry:
+    """One playable stream with its guide metadata, as found in a playlist or an Xtream response."""
+
+    line_no: int  # 1-based line of the #EXTINF (of the URL when there was none; list position for Xtream)
+    name: str
+    url: str  # without the |header suffix, resolved against the playlist URL when it was relative
+    duration: float | None  # as written (-1 for live streams); None when the EXTINF gives none
+    tvg_id: str | None
+    tvg_name: str | None
+    tvg_logo: str | None
+    tvg_chno: str | None
+    group: str | None  # group-title, else #EXTGRP
+    catchup: str | None
+    catchup_source: str | None
+    catchup_days: int | None
+    headers: dict[str, str]
+    vlc_options: dict[str, str]
+    kodi_props: dict[str, str]
+    attrs: dict[str, str]  # every EXTINF attribute as written, keys lower-cased; nothing inherited
+    is_vod: bool
+    provider_stream_id: str | None  # the numeric id of an Xtream-style URL
+
+
+@dataclass(slots=True)
+class SkippedEntry:
+    """Something in the input that could not become an entry, and why."""
+
+    line_no: int
+    reason: str
+
+
+@dataclass(slots=True)
+class _Extinf:
+    line_no: int
+    duration: float | None
+    attrs: dict[str, str]
+    name: str
+
+
+class M3uParser:
+    """Turn one playlist into entries, one line at a time; use a new parser for each playlist.
+
+    Feed it with exactly one of feed_lines(), feed_bytes(), or push()+finish(). Entries come out as
+    soon as their URL line is read, so memory stays flat whatever the playlist size. Rules that are
+    choices rather than format facts:
+
+    - A URL line with no #EXTINF before it is kept (plain M3U lists are only URLs); it is named after
+      the last path segment of the URL and its line_no is the URL's line.
+    - A relative URL is resolved against base_url; without base_url it is skipped and reported.
+    - The name is the text after the first comma that ends the attributes, with stray leading commas
+      dropped; commas inside quoted values or inside the name itself do not split. An EXTINF without
+      any comma takes the text after its attributes. An empty name falls back to tvg-name, tvg-id,
+      then the URL.
+    - Headers come from header attributes, then #EXTVLCOPT, then the URL's |suffix; later ones win.
+    - catchup, catchup-source and catchup-days from the #EXTM3U line apply to entries without their own.
+    """
+
+    def __init__(self, base_url: str | None = None) -> None:
+        self.base_url = base_url
+        self.header: dict[str, str] = {}
+        self.skipped: list[SkippedEntry] = []
+        self.skipped_total = 0
+        self.lines_read = 0
+        self._pending: _Extinf | None = None
+        self._group: str | None = None
+        self._vlc: dict[str, str] = {}
+        self._kodi: dict[str, str] = {}
+        self._after_overlong = False
+        # Byte-input state: the pieces of an unfinished line and their length, whether the last chunk
+        # ended in CR, and whether we are dropping the rest of an overlong line.
+        self._parts: list[bytes] = []
+        self._parts_len = 0
+        self._after_cr = False
+        self._discarding = False
+        self._finished = False
+
+    @property
+    def epg_urls(self) -> list[str]:
+        """Guide URLs named by the #EXTM3U line (x-tvg-url, url-tvg), comma-separated lists split."""
+        urls: list[str] = []
+        for key in ("x-tvg-url", "url-tvg"):
+            for url in self.header.get(key, "").split(","):
+                url = url.strip()
+                if url and url not in urls:
+                    urls.append(url)
+        return urls
+
+    # -- input adapters ---------------------------------------------------------------------------
+
+    def feed_lines(self, lines: Iterable[str]) -> Iterator[M3uEntry]:
+        """Parse text given as lines (line endings optional); an item may also hold several lines."""
+        handle = self._handle
+        for raw in lines:
+            # Drop one line ending only: further ones end blank lines, which count.
+            text = raw[:-2] if raw.endswith("\r\n") else raw[:-1] if raw.endswith(("\n", "\r")) else raw
+            # An item may hold several lines (a whole text, or lines split on LF only).
+            many = "\r" in text or "\n" in text
+            for piece in _NEWLINE.split(text) if many else (text,):
+                self.lines_read += 1
+                if self.lines_read == 1 and piece.startswith("\ufeff"):
+                    piece = piece[1:]
+                if len(piece) > MAX_LINE:
+                    self._overlong(self.lines_read)
+                    continue
+                entry = handle(piece, self.lines_read)
+                if entry is not None:
+                    yield entry
+        yield from self.finish()
+
+    def feed_bytes(self, chunks: Iterable[bytes]) -> Iterator[M3uEntry]:
+        """Parse raw bytes given in chunks of any size (file lines, 1 MiB reads, HTTP body chunks)."""
+        for chunk in chunks:
+            yield from self.push(chunk)
+        yield from self.finish()
+
+    def push(self, chunk: bytes) -> list[M3uEntry]:
+        """Parse the next chunk of raw bytes; returns the entries it completed.
+
+        This is the form an async importer uses: push each body chunk as it arrives, then finish().
+        """
+        out: list[M3uEntry] = []
+        if not chunk:
+            return out
+        if self._after_cr:
+            # CRLF split across two chunks: the LF belongs to the line the CR already ended.
+            self._after_cr = False
+            if chunk[:1] == b"\n":
+                chunk = chunk[1:]
+        if self._discarding:
+            chunk = self._discard_until_eol(chunk)
+            if self._discarding:
+                return out
+        if not chunk:
+            return out
+        if b"\n" not in chunk and b"\r" not in chunk:
+            # Still inside one line: keep the piece and join only once the line ends, so that many
+            # tiny chunks cost linear, not quadratic, time.
+            self._keep_partial(chunk)
+            if self._discarding:
+                self.lines_read += 1
+                self._overlong(self.lines_read)
+            return out
+        if self._parts:
+            self._parts.append(chunk)
+            data = b"".join(self._parts)
+            self._parts = []
+            self._parts_len = 0
+        else:
+            data = chunk
+        pieces = data.splitlines()
+        last = data[-1:]
+        if last == b"\n" or last == b"\r":
+            self._after_cr = last == b"\r"
+        else:
+            self._keep_partial(pieces.pop())
+        handle = self._handle
+        n = self.lines_read
+        for raw in pieces:
+            n += 1
+            if len(raw) > MAX_LINE:
+                self._overlong(n)
+                continue
+            # UTF-8 is tried inline because this loop runs once per line of the playlist.
+            try:
+                text = raw.decode()
+            except UnicodeDecodeError:
+                text = _decode_legacy(raw)
+            if n == 1:
+                text = text.removeprefix("\ufeff").removeprefix("\u00ef\u00bb\u00bf")
+            entry = handle(text, n)
+            if entry is not None:
+                out.append(entry)
+        self.lines_read = n
+        if self._discarding:
+            self.lines_read += 1
+            self._overlong(self.lines_read)
+        return out
+
+    def finish(self) -> list[M3uEntry]:
+        """Flush a last line without a final newline and report an EXTINF left without a URL."""
+        out: list[M3uEntry] = []
+        if self._finished:
+            return out
+        self._finished = True
+        if self._parts:
+            raw = b"".join(self._parts)
+            self._parts = []
+            self.lines_read += 1
+            entry = self._handle(_decode(raw, self.lines_read), self.lines_read)
+            if entry is not None:
+                out.append(entry)
+        if self._pending is not None:
+            self._skip(self._pending.line_no, "#EXTINF has no URL before the end of the playlist")
+            self._pending = None
+        return out
+
+    def _keep_partial(self, piece: bytes) -> None:
+        self._parts.append(piece)
+        self._parts_len += len(piece)
+        if self._parts_len > MAX_LINE:
+            # Stop buffering a line that is already too long and drop it up to its end.
+            self._parts = []
+            self._parts_len = 0
+            self._discarding = True
+
+    def _discard_until_eol(self, chunk: bytes) -> bytes:
+        n, r = chunk.find(b"\n"), chunk.find(b"\r")
+        ends = [i for i in (n, r) if i >= 0]
+        if not ends:
+            return b""
+        cut = min(ends)
+        self._discarding = False
+        if chunk[cut : cut + 2] == b"\r\n":
+            return chunk[cut + 2 :]
+        if cut == len(chunk) - 1 and chunk[cut:] == b"\r":
+            self._after_cr = True
+        return chunk[cut + 1 :]
+
+    # -- line rules -------------------------------------------------------------------------------
+
+    def _handle(self, line: str, line_no: int) -> M3uEntry | None:
+        line = line.strip()
+        if not line:
+            return None
+        if line[0] != "#":
+            return self._on_url(line, line_no)
+        if line.startswith("#EXTINF:"):
+            self._on_extinf(line, line_no)
+            return None
+        head = line[:10].upper()
+        if head.startswith("#EXTINF:"):
+            self._on_extinf(line, line_no)
+        elif head.startswith("#EXTM3U"):
+            for key, value in _read_attrs(line, 8 if line[7:8] == ":" else 7)[0].items():
+                self.header.setdefault(key, value)
+        elif head.startswith("#EXTGRP:"):
+            self._group = line[8:].strip() or None
+        elif head.startswith("#EXTVLCOPT"):
+            key, value = _option(line[10:])
+            if key:
+                self._vlc[key] = value
+        elif head.startswith("#KODIPROP:"):
+            key, value = _option(line[10:])
+            if key:
+                self._kodi[key] = value
+        # Anything else is a comment or a directive we do not use (#EXT-X-..., #PLAYLIST, ...).
+        return None
+
+    def _on_extinf(self, line: str, line_no: int) -> None:
+        if self._pending is not None:
+            self._skip(self._pending.line_no, f"#EXTINF has no URL (next #EXTINF is on line {line_no})")
+            # Options seen after the broken EXTINF belonged to it, not to the next entry.
+            self._group = None
+            self._vlc = {}
+            self._kodi = {}
+        self._after_overlong = False
+        m = _DURATION.match(line, 8)
+        assert m is not None  # The pattern also matches the empty string.
+        duration = float(m.group(1)) if m.group(1) else None
+        attrs, pos = _read_attrs(line, m.end())
+        comma = line.find(",", pos)
+        if comma > pos and line.find('"', pos, comma) >= 0:
+            # A stray quote before the name: the comma that ends the attributes is the first one
+            # outside quotes.
+            comma = _unquoted_comma(line, pos, comma)
+        if comma >= 0:
+            name = line[comma + 1 :].strip()
+            if name.startswith(","):
+                name = name.lstrip(", \t")
+        else:
+            name = line[pos:].strip()
+        self._pending = _Extinf(line_no, duration, attrs, name)
+
+    def _on_url(self, line: str, line_no: int) -> M3uEntry | None:
+        info = self._pending
+        group = self._group
+        vlc = self._vlc
+        kodi = self._kodi
+        if info is not None:
+            self._pending = None
+            attrs = info.attrs
+            entry_line = info.line_no
+        else:
+            attrs = {}
+            entry_line = line_no
+            if self._after_overlong:
+                self._after_overlong = False
+                self._skip(line_no, "URL follows a skipped overlong line, so its #EXTINF was lost")
+                return None
+        # Each entry owns its option dicts: the next #EXTVLCOPT must not write into this one.
+        self._group = None
+        self._vlc = {}
+        self._kodi = {}
+        url, bar, suffix = line.partition("|")
+        if bar:
+            url = url.rstrip()
+        if "://" not in url and not _HAS_SCHEME.match(url):
+            if any(c.isspace() for c in url):
+                self._skip(entry_line, f"line {line_no} is neither a directive nor a URL")
+                return None
+            if self.base_url is None:
+                self._skip(entry_line, "relative URL and no playlist URL to resolve it against")
+                return None
+            url = urljoin(self.base_url, url)
+        headers: dict[str, str] = {}
+        if not attrs.keys().isdisjoint(_HEADER_KEYS):
+            for key, header in _HEADER_ATTRS.items():
+                value = attrs.get(key)
+                if value:
+                    headers[header] = value.strip()
+            if attrs.get("http-header"):
+                _header_pairs(attrs["http-header"], headers)
+        if vlc:
+            for key, header in _HEADER_ATTRS.items():
+                value = vlc.get(key)
+                if value:
+                    headers[header] = value
+        if suffix:
+            _header_pairs(suffix, headers)
+        get = attrs.get
+        tvg_name = _clean(get("tvg-name"))
+        tvg_id = _clean(get("tvg-id"))
+        if not attrs.keys().isdisjoint(_CATCHUP_KEYS) or not self.header.keys().isdisjoint(_CATCHUP_KEYS):
+            catchup = _clean(get("catchup") or get("catchup-type") or self.header.get("catchup"))
+            source = _clean(get("catchup-source") or self.header.get("catchup-source"))
+            days = _int(get("catchup-days") or get("timeshift") or self.header.get("catchup-days"))
+        else:
+            catchup = source = None
+            days = None
+        name = info.name if info is not None else ""
+        if not name:
+            name = tvg_name or tvg_id or _name_from_url(url)
+        kind, stream_id = _xtream_ref(url)
+        return M3uEntry(
+            entry_line,
+            name,
+            url,
+            info.duration if info is not None else None,
+            tvg_id,
+            tvg_name,
+            _clean(get("tvg-logo") or get("logo")),
+            _clean(get("tvg-chno") or get("channel-number")),
+            _clean(get("group-title")) or group,
+            catchup,
+            source,
+            days,
+            headers,
+            vlc,
+            kodi,
+            attrs,
+            kind == "movie" or kind == "series" or _looks_like_vod_file(url),
+            stream_id,
+        )
+
+    def _overlong(self, line_no: int) -> None:
+        self._after_overlong = True
+        self._skip(line_no, f"line is longer than {MAX_LINE} characters")
+
+    def _skip(self, line_no: int, reason: str) -> None:
+        self.skipped_total += 1
+        if len(self.skipped) < MAX_SKIPPED_KEPT:
+            self.skipped.append(SkippedEntry(line_no, reason))
+        elif self.skipped_total == MAX_SKIPPED_KEPT + 1:
+            log.debug("More than %s skipped lines; only counting from line %s on", MAX_SKIPPED_KEPT, line_no)
+
+
+def _decode(raw: bytes, line_no: int) -> str:
+    """UTF-8 first; a line that is not valid UTF-8 is read as Windows-1252, then Latin-1."""
+    if line_no == 1:
+        raw = raw.removeprefix(_BOM)
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return _decode_legacy(raw)
+
+
+def _decode_legacy(raw: bytes) -> str:
+    # Windows-1252 is what "Latin-1" files written on Windows really are (€, curly quotes); Latin-1
+    # itself decodes every byte, so it is the last resort for the five bytes cp1252 leaves undefined.
+    try:
+        return raw.decode("cp1252")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def _read_attrs(text: str, pos: int) -> tuple[dict[str, str], int]:
+    """key="value" attributes from pos on, and where they end; keys lower-cased, the last repeat wins.
+
+    findall() only ever sees a span the block pattern has already matched, so it never tries the
+    pattern at every position of a long line (which would be quadratic).
+    """
+    attrs: dict[str, str] = {}
+    while True:
+        block = _ATTR_BLOCK.match(text, pos)
+        assert block is not None  # The pattern matches the empty string.
+        end = block.end()
+        if end > pos:
+            items = _ATTR.findall(text, pos, end)
+            attrs.update({key.lower(): dq or sq or bare for key, dq, sq, bare in items})
+        pos = end
+        # Only text that still holds a quoted value can hide more attributes; testing that first
+        # keeps the regex off the common path.
+        if text.find('="', pos) < 0 and text.find("='", pos) < 0:
+            return attrs, pos
+        resume = _RESUME.match(text, pos)
+        if resume is None:
+            return attrs, pos
+        pos = resume.end()
+
+
+def _unquoted_comma(text: str, pos: int, first: int) -> int:
+    """Index of the first comma after pos outside double quotes; `first` if quotes never balance."""
+    in_quotes = False
+    for i in range(pos, len(text)):
+        c = text[i]
+        if c == '"':
+            in_quotes = not in_quotes
+        elif c == "," and not in_quotes:
+            return i
+    return first
+
+
+def _option(text: str) -> tuple[str, str]:
+    """Split a '#EXTVLCOPT:key=value' or '#KODIPROP:key=value' body; quotes around the value go."""
+    key, _, value = text.lstrip(":").partition("=")
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        value = value[1:-1]
+    return key.strip().lstrip("-").lower(), value
+
+
+def _header_pairs(text: str, headers: dict[str, str]) -> None:
+    """Add 'Name=value&Name2=value2' pairs (Kodi's |suffix form) to headers.
+
+    A piece that does not start with 'Token=' continues the previous value, so a Referer with its own
+    '&' query survives. Values are percent-decoded, as writers encode them (User-Agent=Kodi%2F20.0).
+    """
+    last: str | None = None
+    for piece in text.split("&"):
+        if _HEADER_TOKEN.match(piece) or last is None:
+            key, _, value = piece.partition("=")
+            key = key.strip()
+            if not key:
+                continue
+            last = _HEADER_NAMES.get(key.lower(), key)
+            headers[last] = unquote(value.strip())
+        else:
+            headers[last] += "&" + unquote(piece)
+
+
+def _clean(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+def _int(value: str | None) -> int | None:
+    if not value:
+        return None
+    try:
+        return int(float(value.strip()))
+    except (ValueError, OverflowError):
+        return None
+
+
+def _xtream_ref(url: str) -> tuple[str | None, str | None]:
+    """('live'|'movie'|'series', id) for an Xtream Codes stream URL, else (None, None)."""
+    m = _XTREAM_PATH.match(url)
+    if m is None:
+        return None, None
+    if m.group(1):
+        return m.group(1), m.group(2)
+    return "live", m.group(3)
+
+
+def _looks_like_vod_file(url: str) -> bool:
+    path = url.partition("?")[0].partition("#")[0].lower()
+    return path.endswith(_VOD_EXTENSIONS)
+
+
+def _name_from_url(url: str) -> str:
+    path = url.split("?", 1)[0].split("#", 1)[0]
+    after_host = path.split("://", 1)[-1]
+    host, _, rest = after_host.partition("/")
+    segment = unquote(rest.rstrip("/").rsplit("/", 1)[-1]) if rest.strip("/") else ""
+    stem = segment.rsplit(".", 1)[0] if "." in segment else segment
+    return stem or segment or host or url
+
+
+def stream_identity(source_id: int, entry: M3uEntry) -> str:
+    """A key for an entry that stays the same across refreshes of one source.
+
+    Xtream-style entries use the provider's stream id with its kind ("7:xc:live:1234"), so a changed
+    host or load-balanced server keeps the identity. Others use the SHA-1 of the URL without its
+    |header suffix ("7:url:<40 hex>"); a URL with a rotating token therefore gets a new identity on
+    every refresh. Identities are not unique inside a playlist (duplicate entries are common); the
+    importer disambiguates them, e.g. by order of appearance.
+    """
+    if entry.provider_stream_id:
+        kind = _xtream_ref(entry.url)[0] or "live"
+        return f"{source_id}:xc:{kind}:{entry.provider_stream_id}"
+    digest = hashlib.sha1(entry.url.encode("utf-8"), usedforsecurity=False).hexdigest()
+    return f"{source_id}:url:{digest}"
+
+
+def parse_m3u_file(path: Path, base_url: str | None = None) -> tuple[M3uParser, Iterator[M3uEntry]]:
+    """Parse a playlist file in 1 MiB reads; the file is opened when iteration starts.
+
+    Blocking file I/O: call it from a worker thread, not from a coroutine.
+    """
+    parser = M3uParser(base_url)
+
+    def chunks() -> Iterator[bytes]:
+        with path.open("rb") as f:
+            while chunk := f.read(_READ_CHUNK):
+                yield chunk
+
+    return parser, parser.feed_bytes(chunks())
+
+
+def why_not_m3u(first_bytes: bytes) -> str | None:
+    """None when the start of a body looks like an M3U playlist, else a reason a user can act on."""
+    head = first_bytes[:4096]
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "the playlist is UTF-16 encoded; only UTF-8 and Latin-1 playlists are supported"
+    if head.startswith(b"\x1f\x8b"):
+        return "the response is gzip-compressed data, not a plain playlist"
+    text = head.removeprefix(_BOM).lstrip()
+    if not text:
+        return "the provider returned an empty response instead of a playlist"
+    lower = text[:1024].lower()
+    if lower.startswith((b"#extm3u", b"#extinf")):
+        if b"#ext-x-targetduration" in lower or b"#ext-x-stream-inf" in lower:
+            return "this is an HLS stream (one channel's own playlist), not a list of channels"
+        return None
+    if lower.startswith(b"<"):
+        if b"<html" in lower or b"<!doctype html" in lower or b"<head" in lower or b"<body" in lower:
+            return "the provider returned an HTML page (a login or error page?) instead of a playlist"
+        if b"<tv" in lower:
+            return "the provider returned an XMLTV guide instead of a playlist"
+        return "the provider returned XML instead of a playlist"
+    if lower.startswith((b"{", b"[")):
+        if b'"user_info"' in lower or b'"auth"' in lower:
+            return "the provider returned a JSON error instead of a playlist; check the username and password"
+        return "the provider returned JSON instead of a playlist"
+    first_line = text.split(b"\n", 1)[0].strip()
+    if _HAS_SCHEME.match(first_line.decode("latin-1")) and b"://" in first_line:
+        return None
+    return "the response does not look like an M3U playlist (it does not start with #EXTM3U)"
+
+
+def looks_like_m3u(first_bytes: bytes) -> bool:
+    """Whether the start of a body looks like an M3U playlist; why_not_m3u() says why not."""
+    return why_not_m3u(first_bytes) is None
