@@ -1,0 +1,1 @@
+"""The lineup: channels, their ordered sources, tags, guide mapping, logos, lineup import/export."""

@@ -1,0 +1,1 @@
+"""EPG domain: XMLTV guides, their parsing, import and the programme guide."""
