@@ -293,7 +293,9 @@ class TaskQueueBroker:
             self._job_task = None
             self._notify()
 
-    async def _record_outcome(self, run: TaskRun, spec: JobSpec, ctx: JobContext, task: asyncio.Task[Any]) -> None:
+    async def _record_outcome(
+        self, run: TaskRun, spec: JobSpec, ctx: JobContext, task: asyncio.Task[Any]
+    ) -> None:
         if task.cancelled():
             if self._cancel_reason == "shutdown":
                 await self._interrupt(run.id, "TIC stopped while this task was running")
@@ -313,7 +315,9 @@ class TaskQueueBroker:
             payload = result if isinstance(result, dict) else None
             if isinstance(payload, dict) and isinstance(payload.get("message"), str):
                 message = payload["message"]
-            await self._finish(run.id, SUCCEEDED, message=message, progress=100, result=payload, name=run.name)
+            await self._finish(
+                run.id, SUCCEEDED, message=message, progress=100, result=payload, name=run.name
+            )
             log.info("Task %s (run %d) succeeded: %s", run.name, run.id, message)
             return
         if isinstance(exc, JobCancelled):
@@ -466,7 +470,9 @@ class TaskQueueBroker:
     async def recover(self) -> int:
         """At start-up: runs left `running` by a crash become `interrupted` and are queued again once."""
         async with self.db.session() as session:
-            stale = (await session.execute(select(TaskRun.id).where(TaskRun.status == RUNNING))).scalars().all()
+            stale = (
+                (await session.execute(select(TaskRun.id).where(TaskRun.status == RUNNING))).scalars().all()
+            )
         for run_id in stale:
             log.warning("Run %d was left running by a previous process; marking it interrupted", run_id)
             await self._interrupt(run_id, "TIC stopped while this task was running (crash or kill)")
@@ -485,7 +491,9 @@ class TaskQueueBroker:
             if run.status != QUEUED:
                 from backend.errors import Conflict
 
-                raise Conflict(f"Task {run_id} is {run.status} and cannot be cancelled", code="TASK_NOT_ACTIVE")
+                raise Conflict(
+                    f"Task {run_id} is {run.status} and cannot be cancelled", code="TASK_NOT_ACTIVE"
+                )
             run.status = CANCELLED
             run.finished_at = utcnow()
             run.message = "Cancelled by a user"

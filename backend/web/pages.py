@@ -153,12 +153,16 @@ async def login_submit() -> Any:
     form = await request.form
     _check_form_csrf(form)
     try:
-        _user, session_token, _csrf = await login_with_password(form.get("username", ""), form.get("password", ""))
+        _user, session_token, _csrf = await login_with_password(
+            form.get("username", ""), form.get("password", "")
+        )
     except AppError as exc:
         token = _form_csrf()
         body = await render_template(
             "login.html",
-            **_ctx(form_csrf=token, error=exc.message, username=form.get("username", ""), next=form.get("next")),
+            **_ctx(
+                form_csrf=token, error=exc.message, username=form.get("username", ""), next=form.get("next")
+            ),
         )
         response = _with_form_cookie(body, token, exc.status)
         for name, value in exc.headers.items():
@@ -205,7 +209,9 @@ async def dashboard() -> Any:
         return redirect("/account")
     svc = services()
     async with svc.db.session() as session:
-        overview = await task_service.overview(session, svc.broker, limit=20, offset=0, status=None, name=None)
+        overview = await task_service.overview(
+            session, svc.broker, limit=20, offset=0, status=None, name=None
+        )
     from backend.tasks.offload import run_blocking
 
     size = await run_blocking(_dir_size, svc.config.data_dir)
@@ -226,7 +232,9 @@ async def dashboard() -> Any:
 async def tasks_page() -> Any:
     svc = services()
     async with svc.db.session() as session:
-        overview = await task_service.overview(session, svc.broker, limit=50, offset=0, status=None, name=None)
+        overview = await task_service.overview(
+            session, svc.broker, limit=50, offset=0, status=None, name=None
+        )
     return await render_template("tasks.html", **_ctx(overview=overview))
 
 
@@ -235,7 +243,9 @@ async def tasks_page() -> Any:
 async def tasks_partial() -> Any:
     svc = services()
     async with svc.db.session() as session:
-        overview = await task_service.overview(session, svc.broker, limit=50, offset=0, status=None, name=None)
+        overview = await task_service.overview(
+            session, svc.broker, limit=50, offset=0, status=None, name=None
+        )
     return await render_template("partials/task_tables.html", **_ctx(overview=overview))
 
 
@@ -317,7 +327,9 @@ async def users_update(user_id: int) -> Any:
     try:
         async with services().db.transaction() as session:
             user = await auth_service.get_user(session, user_id)
-            await auth_service.update_user(session, user, role=form.get("role"), dvr_access=form.get("dvr_access"))
+            await auth_service.update_user(
+                session, user, role=form.get("role"), dvr_access=form.get("dvr_access")
+            )
         await flash("User saved.", "success")
     except AppError as exc:
         await flash(exc.message, "error")
@@ -372,7 +384,9 @@ async def _settings_page(errors: dict[str, str] | None = None, status: int = 200
         k: {"type": d.type.__name__, "description": d.description, "secret": d.secret, "choices": d.choices}
         for k, d in settings_service.REGISTRY.items()
     }
-    body = await render_template("settings.html", **_ctx(values=values, definitions=definitions, errors=errors or {}))
+    body = await render_template(
+        "settings.html", **_ctx(values=values, definitions=definitions, errors=errors or {})
+    )
     return Response(body, status=status, content_type="text/html; charset=utf-8")
 
 
