@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from pathlib import Path
 from typing import Any
 
 from quart import Blueprint, Response, flash, g, render_template, request
 from quart import redirect as _redirect
 from quart_schema import hide
 
-from backend import __version__
 from backend.auth import service as auth_service
 from backend.auth.api import user_out
 from backend.auth.guard import (
@@ -41,7 +39,6 @@ PLACEHOLDERS = {
     ),
     "/epgs": ("EPGs", "XMLTV guide sources are managed here once that feature lands."),
     "/channels": ("Channels", "Your curated lineup is built here once that feature lands."),
-    "/guide": ("Guide", "The TV guide grid appears here once guides can be imported."),
     "/dvr": ("DVR", "Recordings and series rules appear here once the DVR feature lands."),
     "/tvheadend": ("TVHeadend", "TVHeadend's own UI will be reachable here through TIC's login."),
 }
@@ -184,47 +181,6 @@ async def logout_submit() -> Any:
     response = redirect("/login")
     clear_session_cookie(response)
     return response
-
-
-def _dir_size(path: Path) -> str:
-    total = 0
-    for p in path.rglob("*"):
-        try:
-            if p.is_file():
-                total += p.stat().st_size
-        except OSError:
-            continue
-    for unit in ("B", "KB", "MB", "GB"):
-        if total < 1024:
-            return f"{total:.0f} {unit}"
-        total //= 1024
-    return f"{total} TB"
-
-
-@bp.get("/")
-@user_required
-@hide
-async def dashboard() -> Any:
-    if g.user.role != ADMIN:
-        return redirect("/account")
-    svc = services()
-    async with svc.db.session() as session:
-        overview = await task_service.overview(
-            session, svc.broker, limit=20, offset=0, status=None, name=None
-        )
-    from backend.tasks.offload import run_blocking
-
-    size = await run_blocking(_dir_size, svc.config.data_dir)
-    return await render_template(
-        "dashboard.html",
-        **_ctx(
-            overview=overview,
-            version=__version__,
-            database=svc.db.dialect,
-            data_dir=str(svc.config.data_dir.resolve()),
-            data_size=size,
-        ),
-    )
 
 
 @bp.get("/tasks")

@@ -1,0 +1,1 @@
+"""Cross-domain admin UI: dashboard, TV guide, first-run wizard, connection details."""
