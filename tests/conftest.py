@@ -117,13 +117,49 @@ def pg_cluster() -> Iterator[PostgresCluster | None]:
         cluster.stop()
 
 
-@pytest.fixture
-def database_url(pg_cluster: PostgresCluster | None, tmp_path: Path) -> str:
-    """A new, empty database for each test."""
+def _migrate(url: str) -> None:
+    """Bring a database to the head of every migration branch (once per session, then copied)."""
+    import asyncio
+
+    from backend.app import load_domains
+    from backend.db import Database
+
+    load_domains()
+
+    async def run() -> None:
+        db = Database(url)
+        try:
+            await db.upgrade()
+        finally:
+            await db.dispose()
+
+    asyncio.run(run())
+
+
+@pytest.fixture(scope="session")
+def template_database(pg_cluster: PostgresCluster | None, tmp_path_factory: Any) -> str:
+    """A migrated database that each test copies, so migrations run once per session, not per test."""
     if pg_cluster is None:
-        return f"sqlite+aiosqlite:///{tmp_path / 'tic.db'}"
+        path = tmp_path_factory.mktemp("template") / "tic.db"
+        _migrate(f"sqlite+aiosqlite:///{path}")
+        return str(path)
+    pg_cluster.create_database("tic_template")
+    _migrate(pg_cluster.url("tic_template"))
+    return "tic_template"
+
+
+@pytest.fixture
+def database_url(pg_cluster: PostgresCluster | None, template_database: str, tmp_path: Path) -> str:
+    """A new database for each test, already migrated (the app still checks migrations at start)."""
+    if pg_cluster is None:
+        target = tmp_path / "tic.db"
+        shutil.copyfile(template_database, target)
+        wal = Path(template_database + "-wal")
+        if wal.exists():
+            shutil.copyfile(wal, str(target) + "-wal")
+        return f"sqlite+aiosqlite:///{target}"
     name = "t_" + uuid.uuid4().hex[:16]
-    pg_cluster.create_database(name)
+    pg_cluster.create_database(name, template=template_database)
     return pg_cluster.url(name)
 
 
