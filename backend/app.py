@@ -222,35 +222,25 @@ def _install_error_handlers(app: Quart) -> None:
         code, message = codes.get(status, ("HTTP_ERROR", exc.description or "Request failed"))
         return await handle_app_error(AppError(message, code=code, status=status))
 
-    @app.errorhandler(OperationalError)
-    async def handle_db_down(exc: OperationalError) -> Any:
-        log.warning("Database unavailable while serving %s: %s", request.path, exc.orig)
-        return await handle_app_error(
-            AppError(
-                "The database is busy or unreachable; try again in a moment",
-                code="DATABASE_UNAVAILABLE",
-                status=503,
-                headers={"Retry-After": "5"},
-            )
+    def database_unavailable() -> AppError:
+        return AppError(
+            "The database is busy or unreachable; try again in a moment",
+            code="DATABASE_UNAVAILABLE",
+            status=503,
+            headers={"Retry-After": "5"},
         )
 
+    # asyncpg raises plain ConnectionErrors when PostgreSQL is down; SQLite raises OperationalError.
+    @app.errorhandler(OperationalError)
     @app.errorhandler(ConnectionError)
-    async def handle_connection_refused(exc: ConnectionError) -> Any:
-        # asyncpg raises plain connection errors when PostgreSQL is down.
-        log.warning("A backing service refused the connection while serving %s: %s", request.path, exc)
-        return await handle_app_error(
-            AppError(
-                "The database is unreachable; try again in a moment",
-                code="DATABASE_UNAVAILABLE",
-                status=503,
-                headers={"Retry-After": "5"},
-            )
-        )
+    async def handle_db_down(exc: Exception) -> Any:
+        log.warning("Database unavailable while serving %s: %s", request.path, exc)
+        return await handle_app_error(database_unavailable())
 
     @app.errorhandler(DBAPIError)
     async def handle_db_error(exc: DBAPIError) -> Any:
         if exc.connection_invalidated:
-            return await handle_db_down(exc)  # type: ignore[arg-type]
+            return await handle_db_down(exc)
         log.error("Database error while serving %s", request.path, exc_info=exc)
         return await handle_app_error(AppError("Internal error", code="INTERNAL", status=500))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from quart import Blueprint, Response, flash, g, render_template, request
@@ -183,36 +184,36 @@ async def logout_submit() -> Any:
     return response
 
 
+async def _task_overview() -> dict[str, Any]:
+    svc = services()
+    async with svc.db.session() as session:
+        return await task_service.overview(session, svc.broker, limit=50, offset=0, status=None, name=None)
+
+
 @bp.get("/tasks")
 @hide
 async def tasks_page() -> Any:
-    svc = services()
-    async with svc.db.session() as session:
-        overview = await task_service.overview(
-            session, svc.broker, limit=50, offset=0, status=None, name=None
-        )
-    return await render_template("tasks.html", **_ctx(overview=overview))
+    return await render_template("tasks.html", **_ctx(overview=await _task_overview()))
 
 
 @bp.get("/tasks/partial")
 @hide
 async def tasks_partial() -> Any:
+    return await render_template("partials/task_tables.html", **_ctx(overview=await _task_overview()))
+
+
+async def _set_paused(paused: bool) -> None:
     svc = services()
-    async with svc.db.session() as session:
-        overview = await task_service.overview(
-            session, svc.broker, limit=50, offset=0, status=None, name=None
-        )
-    return await render_template("partials/task_tables.html", **_ctx(overview=overview))
+    async with svc.db.transaction() as session:
+        changed = await settings_service.update_settings(session, svc.keyring, {"broker_paused": paused})
+    await run_change_hooks(svc, changed)
+    await (svc.broker.pause() if paused else svc.broker.resume())
 
 
 @bp.post("/tasks/pause")
 @hide
 async def tasks_pause() -> Any:
-    svc = services()
-    async with svc.db.transaction() as session:
-        changed = await settings_service.update_settings(session, svc.keyring, {"broker_paused": True})
-    await run_change_hooks(svc, changed)
-    await svc.broker.pause()
+    await _set_paused(True)
     await flash("The queue is paused.", "success")
     return redirect("/tasks")
 
@@ -220,11 +221,7 @@ async def tasks_pause() -> Any:
 @bp.post("/tasks/resume")
 @hide
 async def tasks_resume() -> Any:
-    svc = services()
-    async with svc.db.transaction() as session:
-        changed = await settings_service.update_settings(session, svc.keyring, {"broker_paused": False})
-    await run_change_hooks(svc, changed)
-    await svc.broker.resume()
+    await _set_paused(False)
     await flash("The queue is running again.", "success")
     return redirect("/tasks")
 
@@ -276,60 +273,54 @@ async def users_create() -> Any:
     return redirect("/users")
 
 
+async def _user_action(user_id: int, action: Callable[[Any, Any], Awaitable[Any]], done: str) -> Any:
+    """Run one change on a user in a transaction, flash the outcome, and go back to the list."""
+    try:
+        async with services().db.transaction() as session:
+            await action(session, await auth_service.get_user(session, user_id))
+        await flash(done, "success")
+    except AppError as exc:
+        await flash(exc.message, "error")
+    return redirect("/users")
+
+
 @bp.post("/users/<int:user_id>")
 @hide
 async def users_update(user_id: int) -> Any:
     form = await request.form
-    try:
-        async with services().db.transaction() as session:
-            user = await auth_service.get_user(session, user_id)
-            await auth_service.update_user(
-                session, user, role=form.get("role"), dvr_access=form.get("dvr_access")
-            )
-        await flash("User saved.", "success")
-    except AppError as exc:
-        await flash(exc.message, "error")
-    return redirect("/users")
+    return await _user_action(
+        user_id,
+        lambda s, u: auth_service.update_user(s, u, role=form.get("role"), dvr_access=form.get("dvr_access")),
+        "User saved.",
+    )
 
 
 @bp.post("/users/<int:user_id>/password")
 @hide
 async def users_password(user_id: int) -> Any:
     form = await request.form
-    try:
-        async with services().db.transaction() as session:
-            user = await auth_service.get_user(session, user_id)
-            await auth_service.update_user(session, user, password=form.get("password", ""))
-        await flash("Password changed; that user's sessions were ended.", "success")
-    except AppError as exc:
-        await flash(exc.message, "error")
-    return redirect("/users")
+    return await _user_action(
+        user_id,
+        lambda s, u: auth_service.update_user(s, u, password=form.get("password", "")),
+        "Password changed; that user's sessions were ended.",
+    )
 
 
 @bp.post("/users/<int:user_id>/rotate-stream-key")
 @hide
 async def users_rotate(user_id: int) -> Any:
-    svc = services()
-    try:
-        async with svc.db.transaction() as session:
-            user = await auth_service.get_user(session, user_id)
-            await auth_service.rotate_stream_key(session, svc.keyring, user)
-        await flash("Stream key rotated; the old client URLs no longer work.", "success")
-    except AppError as exc:
-        await flash(exc.message, "error")
-    return redirect("/users")
+    keyring = services().keyring
+    return await _user_action(
+        user_id,
+        lambda s, u: auth_service.rotate_stream_key(s, keyring, u),
+        "Stream key rotated; the old client URLs no longer work.",
+    )
 
 
 @bp.post("/users/<int:user_id>/delete")
 @hide
 async def users_delete(user_id: int) -> Any:
-    try:
-        async with services().db.transaction() as session:
-            await auth_service.delete_user(session, await auth_service.get_user(session, user_id))
-        await flash("User deleted.", "success")
-    except AppError as exc:
-        await flash(exc.message, "error")
-    return redirect("/users")
+    return await _user_action(user_id, auth_service.delete_user, "User deleted.")
 
 
 async def _settings_page(errors: dict[str, str] | None = None, status: int = 200) -> Any:
