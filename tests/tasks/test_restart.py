@@ -7,10 +7,12 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from tests.conftest import REPO, free_port
 
@@ -57,6 +59,17 @@ class Server:
         return code
 
 
+@pytest.fixture
+def servers() -> Iterator[list[Server]]:
+    """Every server a test starts is killed at teardown, even when the test fails midway."""
+    started: list[Server] = []
+    yield started
+    for server in started:
+        if server.proc is not None and server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.wait(timeout=30)
+
+
 async def tasks(http: aiohttp.ClientSession, base: str, token: str) -> dict[str, Any]:
     async with http.get(
         base + "/tic-api/tasks?limit=20", headers={"Authorization": f"Bearer {token}"}
@@ -89,8 +102,11 @@ async def bootstrap_token(http: aiohttp.ClientSession, base: str) -> str:
         return (await r.json())["token"]
 
 
-async def test_sigkill_during_task_then_restart(tmp_path: Path, database_url: str) -> None:
+async def test_sigkill_during_task_then_restart(
+    tmp_path: Path, database_url: str, servers: list[Server]
+) -> None:
     server = Server(tmp_path / "data", database_url, free_port())
+    servers.append(server)
     await server.start(TIC_TEST_ENQUEUE="1")
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
         token = await bootstrap_token(http, server.base)
@@ -124,8 +140,11 @@ async def test_sigkill_during_task_then_restart(tmp_path: Path, database_url: st
     assert server.stop(signal.SIGTERM) == 0
 
 
-async def test_sigterm_interrupts_requeues_once_and_exits_cleanly(tmp_path: Path, database_url: str) -> None:
+async def test_sigterm_interrupts_requeues_once_and_exits_cleanly(
+    tmp_path: Path, database_url: str, servers: list[Server]
+) -> None:
     server = Server(tmp_path / "data", database_url, free_port())
+    servers.append(server)
     await server.start(TIC_TEST_ENQUEUE="1")
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
         token = await bootstrap_token(http, server.base)
