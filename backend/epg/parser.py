@@ -164,7 +164,9 @@ _NAMED_ZONES: dict[str, int] = {
     "AWST": 480, "JST": 540, "KST": 540, "ACST": 570, "ACDT": 630, "AEST": 600, "AEDT": 660,
     "NZST": 720, "NZDT": 780,
 }  # fmt: skip
-_TIME_RE = re.compile(r"(\d{4})(\d\d)?(\d\d)?(\d\d)?(\d\d)?(\d\d)?\s*(?:([+-])(\d\d)(?::?(\d\d))?|([A-Za-z]{1,5}))?")
+_TIME_RE = re.compile(
+    r"(\d{4})(\d\d)?(\d\d)?(\d\d)?(\d\d)?(\d\d)?\s*(?:([+-])(\d\d)(?::?(\d\d))?|([A-Za-z]{1,5}))?"
+)
 # Offsets already seen, keyed by their text ("+0100"), so the common 20-character form
 # "YYYYMMDDhhmmss +HHMM" skips the regular expression. At most 2,880 valid keys exist.
 _OFFSETS: dict[str, timedelta] = {"+0000": timedelta(0), "-0000": timedelta(0)}
@@ -495,7 +497,9 @@ def _read_programme(elem: Any, lang: str | None, stats: ParseStats) -> tuple[Xml
     try:
         start = parse_xmltv_time(start_text or "")
     except ValueError:
-        stats.skip("bad_start", line, f"programme on channel {channel!r} has an unreadable start {start_text!r}")
+        stats.skip(
+            "bad_start", line, f"programme on channel {channel!r} has an unreadable start {start_text!r}"
+        )
         return None
     stop_text = elem.get("stop")
     stop: datetime | None = None

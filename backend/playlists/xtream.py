@@ -159,7 +159,9 @@ class XtreamLiveMapper:
     def __init__(self, server: str, username: str, password: str, ext: str = "ts") -> None:
         # Validate up front, so a bad server or format fails before any item is mapped.
         _check_ext(ext)
-        self._prefix = f"{normalize_server(server)}/live/{quote(username, safe='')}/{quote(password, safe='')}/"
+        self._prefix = (
+            f"{normalize_server(server)}/live/{quote(username, safe='')}/{quote(password, safe='')}/"
+        )
         self._ext = ext
         self.skipped: list[SkippedEntry] = []
         self.skipped_total = 0

@@ -271,7 +271,9 @@ def test_amp_sample_decodes_entities_and_reads_a_zone_name() -> None:
 
     # The BST programme has no stop and nothing after it on its channel, so it cannot be kept.
     assert (result.stats.programmes, result.stats.dropped_no_stop) == (1, 1)
-    assert result.stats.errors == [(5, "last programme on channel 'bbc2.bbc.co.uk' has no stop time; dropped")]
+    assert result.stats.errors == [
+        (5, "last programme on channel 'bbc2.bbc.co.uk' has no stop time; dropped")
+    ]
     news = result.programmes[0]
     assert (news.channel_id, news.start, news.stop) == ("TA", utc(2002, 10, 10, 8), utc(2002, 10, 10, 8, 55))
     assert parse_xmltv_time("20010829000500 BST") == utc(2001, 8, 28, 23, 5)
@@ -535,7 +537,9 @@ def test_unusable_programmes_are_skipped_with_reason_and_line() -> None:
 
 
 def test_programmes_without_a_title_are_kept_with_an_empty_one() -> None:
-    data = guide('<programme start="20250101000000" stop="20250101010000" channel="a"><image>x.png</image></programme>')
+    data = guide(
+        '<programme start="20250101000000" stop="20250101010000" channel="a"><image>x.png</image></programme>'
+    )
 
     [untitled] = parse(data).programmes
 
@@ -736,7 +740,9 @@ def test_empty_or_non_xml_input_is_not_a_guide(data: bytes, words: str) -> None:
 # A child's peak memory, read from its own address space: getrusage's ru_maxrss (self or children)
 # is no good here, because Linux carries the high-water mark of the forking pytest process across
 # exec into the child.
-PEAK_RSS_CODE = "status = open('/proc/self/status').read()\npeak = int(status.split('VmHWM:', 1)[1].split()[0])\n"
+PEAK_RSS_CODE = (
+    "status = open('/proc/self/status').read()\npeak = int(status.split('VmHWM:', 1)[1].split()[0])\n"
+)
 
 
 BILLION_LAUGHS = (
@@ -790,7 +796,9 @@ def test_billion_laughs_is_refused_in_bounded_memory(tmp_path: Path) -> None:
 def test_external_entities_are_never_loaded(doctype: bytes) -> None:
     assert "root:" in Path("/etc/passwd").read_text(), "this test needs a readable /etc/passwd"
     data = (
-        b'<?xml version="1.0"?>\n' + doctype + b'\n<tv><channel id="c"><display-name>&xxe;</display-name></channel>'
+        b'<?xml version="1.0"?>\n'
+        + doctype
+        + b'\n<tv><channel id="c"><display-name>&xxe;</display-name></channel>'
         b'<programme start="20250101000000" stop="20250101010000" channel="c">'
         b"<title>before &xxe; after</title><desc>&xxe;</desc></programme></tv>\n"
     )
@@ -818,9 +826,9 @@ def _spawn_pool() -> ProcessPoolExecutor:
 def test_parse_to_jsonl_in_a_child_process_round_trips(tmp_path: Path) -> None:
     source = XMLTV_DIR / "i-mjh-nz__nz_epg.xml.gz"
     with _spawn_pool() as pool:
-        stats = pool.submit(parse_to_jsonl, str(source), str(tmp_path), "en", "2026-08-23T00:00:00+00:00", None).result(
-            timeout=120
-        )
+        stats = pool.submit(
+            parse_to_jsonl, str(source), str(tmp_path), "en", "2026-08-23T00:00:00+00:00", None
+        ).result(timeout=120)
 
     direct = parse(source, preferred_lang="en", keep_from=utc(2026, 8, 23))
     assert stats["channels"] == 45 and stats["programmes"] == len(direct.programmes) > 0
@@ -844,7 +852,9 @@ def test_parse_to_jsonl_failure_reaches_the_parent_with_its_code(tmp_path: Path)
     (tmp_path / "cut.gz").write_bytes(packed[:300_000])
 
     with _spawn_pool() as pool, pytest.raises(Invalid) as caught:
-        pool.submit(parse_to_jsonl, str(tmp_path / "cut.gz"), str(tmp_path), None, None, None).result(timeout=120)
+        pool.submit(parse_to_jsonl, str(tmp_path / "cut.gz"), str(tmp_path), None, None, None).result(
+            timeout=120
+        )
 
     assert caught.value.code == "XMLTV_TRUNCATED"
 

@@ -208,9 +208,7 @@ def test_url_tvg_header(name: str) -> None:
 def test_user_agent_attribute() -> None:
     _, entries = parse_file("iptv-playlist-parser__user_agent.m3u")
     e = only(entries)
-    agent = (
-        "Mozilla/5.0 (iPhone; CPU iPhone OS 12_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148"
-    )
+    agent = "Mozilla/5.0 (iPhone; CPU iPhone OS 12_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148"
     assert e.attrs["user-agent"] == agent
     assert e.headers == {"User-Agent": agent}
     assert (e.name, e.group, e.tvg_id) == ("Agromais", "Entertainment", "Agromais.br")
@@ -308,7 +306,9 @@ def test_freetv_vod_italy() -> None:
 
 def test_ipv6_hosts_kept() -> None:
     _, entries = parse_file("fanmingming-live__ipv6.m3u")
-    assert entries[0].url == "http://[2409:8087:3869:8021:1001::e5]:6610/PLTV/88888910/224/3221225642/index.m3u8"
+    assert (
+        entries[0].url == "http://[2409:8087:3869:8021:1001::e5]:6610/PLTV/88888910/224/3221225642/index.m3u8"
+    )
     assert (entries[0].name, entries[0].group) == ("CCTV-1", "央视")
     assert len({e.group for e in entries}) == 16
 
@@ -352,9 +352,7 @@ def test_m3ukit_unknown_directive() -> None:
 
 # --- encodings and line endings -------------------------------------------------------------------
 
-SAMPLE = (
-    '#EXTM3U x-tvg-url="http://epg/a.xml"\n#EXTINF:-1 tvg-id="a",Alpha\nhttp://h/1\n\n#EXTINF:-1,Beta\nhttp://h/2\n'
-)
+SAMPLE = '#EXTM3U x-tvg-url="http://epg/a.xml"\n#EXTINF:-1 tvg-id="a",Alpha\nhttp://h/1\n\n#EXTINF:-1,Beta\nhttp://h/2\n'
 
 
 def summary(parser: M3uParser, entries: list[M3uEntry]) -> list[tuple[int, str, str]]:
@@ -386,7 +384,9 @@ def test_crlf_and_lone_cr(newline: str) -> None:
 
 
 def test_latin1_and_cp1252_lines_among_utf8() -> None:
-    data = b'#EXTM3U\n#EXTINF:-1 group-title="T\xe9l\xe9",Caf\xe9 \x80\n/x/1\n#EXTINF:-1,Ch\xc3\xa2teau\n/x/2\n'
+    data = (
+        b'#EXTM3U\n#EXTINF:-1 group-title="T\xe9l\xe9",Caf\xe9 \x80\n/x/1\n#EXTINF:-1,Ch\xc3\xa2teau\n/x/2\n'
+    )
     parser = M3uParser("http://h/list.m3u")
     first, second = parser.feed_bytes([data])
     assert (first.name, first.group) == ("Café €", "Télé")
@@ -512,7 +512,10 @@ def test_bad_catchup_days_is_none() -> None:
 
 
 def test_extgrp_used_without_group_title_or_with_an_empty_one() -> None:
-    text = "#EXTINF:-1,A\n#EXTGRP:Films\nhttp://h/1\n" + '#EXTINF:-1 group-title="",B\n#EXTGRP:Kids\nhttp://h/2\n'
+    text = (
+        "#EXTINF:-1,A\n#EXTGRP:Films\nhttp://h/1\n"
+        + '#EXTINF:-1 group-title="",B\n#EXTGRP:Kids\nhttp://h/2\n'
+    )
     _, (a, b) = parse_text(text)
     assert (a.group, b.group) == ("Films", "Kids")
 
@@ -560,7 +563,9 @@ def test_options_of_a_broken_entry_do_not_leak_into_the_next() -> None:
         "#EXTINF:-1,Good\nhttp://h/1\n#EXTINF:-1,Later\n#EXTVLCOPT:http-user-agent=New\nhttp://h/2\n"
     )
     parser, (good, later) = parse_text(text)
-    assert [(s.line_no, s.reason) for s in parser.skipped] == [(1, "#EXTINF has no URL (next #EXTINF is on line 4)")]
+    assert [(s.line_no, s.reason) for s in parser.skipped] == [
+        (1, "#EXTINF has no URL (next #EXTINF is on line 4)")
+    ]
     assert (good.name, good.headers, good.vlc_options, good.group) == ("Good", {}, {}, None)
     assert later.headers == {"User-Agent": "New"}
     assert good.vlc_options is not later.vlc_options
@@ -608,7 +613,9 @@ def test_url_lines_without_extinf_are_entries_named_from_the_url() -> None:
 def test_extinf_at_end_without_url_is_reported() -> None:
     parser, entries = parse_text("#EXTINF:-1,A\nhttp://h/1\n#EXTINF:-1,Dangling\n#EXTVLCOPT:x=y\n")
     assert [e.name for e in entries] == ["A"]
-    assert [(s.line_no, s.reason) for s in parser.skipped] == [(3, "#EXTINF has no URL before the end of the playlist")]
+    assert [(s.line_no, s.reason) for s in parser.skipped] == [
+        (3, "#EXTINF has no URL before the end of the playlist")
+    ]
 
 
 @pytest.mark.parametrize(
