@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -112,10 +113,9 @@ class TaskQueueBroker:
         """Return as soon as the version moves past `since`, or after `timeout` seconds."""
         if self._version > since:
             return self._version
-        try:
+        # A timeout is the normal "no change" answer of a long poll.
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._changed.wait(), timeout)
-        except TimeoutError:
-            pass
         return self._version
 
     # -- queueing ------------------------------------------------------------------------------------
