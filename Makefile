@@ -38,7 +38,7 @@ migrate: install
 run: install assets migrate
 	$(BIN)/python run.py
 
-## system-deps: Debian packages the tests use (ffmpeg, PostgreSQL, Chromium); skips what is there
+## system-deps: Debian packages the tests use (ffmpeg, PostgreSQL, Chromium, the XMLTV DTD); skips what is there
 system-deps:
 	@missing=""; \
 	command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || missing="$$missing ffmpeg"; \
@@ -46,6 +46,7 @@ system-deps:
 	command -v psql >/dev/null || missing="$$missing postgresql-client"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
+	test -f /usr/share/xmltv/xmltv.dtd || missing="$$missing xmltv-util"; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing Debian packages:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \

@@ -41,10 +41,10 @@ _HEAD_BYTES = 64
 # Query (and fragment) keys whose values are credentials, compared case-insensitively.
 _REDACTED_PARAMS = (
     "username|user|password|passwd|pass|pwd|token|access_token|api_key|apikey|key|auth|secret"
-    "|signature|sig|stream_key"
+    "|signature|sig|stream_key|cookie|authorization"
 )
 _REDACTED_PARAM = re.compile(_REDACTED_PARAMS, re.IGNORECASE)
-_XTREAM_PATH = re.compile(r"/(live|movie|series|timeshift)/[^/]+/[^/]+/", re.IGNORECASE)
+_XTREAM_PATH = re.compile(r"/(live|movie|series|timeshift)/[^/?#]+/[^/?#]+(?:/|$)", re.IGNORECASE)
 # Xtream panels also serve live streams as /<user>/<pass>/<stream id>, without a type prefix.
 _XTREAM_BARE_PATH = re.compile(r"^/[^/]+/[^/]+/(\d+(?:\.[A-Za-z0-9]+)?)$")
 _USERINFO = re.compile(r"//[^/?#@\s]*@")
@@ -79,13 +79,22 @@ class _Attempt:
 
 
 def redact_url(url: str) -> str:
-    """Return `url` with userinfo, credential query values and Xtream user/pass path segments as ***."""
+    """Return `url` with userinfo, credential query values and Xtream user/pass path segments as ***.
+
+    Kodi-style header suffixes (`url|User-Agent=…&Cookie=…`) keep their names but lose secret values.
+    """
+    url, pipe, headers = url.partition("|")
+    suffix = pipe + _redact_pairs(headers) if pipe else ""
+    return _redact_plain_url(url) + suffix
+
+
+def _redact_plain_url(url: str) -> str:
     try:
         parts = urlsplit(url)
         netloc = parts.netloc
         if "@" in netloc:
             netloc = "***@" + netloc.rsplit("@", 1)[1]
-        path = _XTREAM_PATH.sub(r"/\1/***/***/", parts.path)
+        path = _XTREAM_PATH.sub(_xtream_sub, parts.path)
         path = _XTREAM_BARE_PATH.sub(r"/***/***/\1", path)
         return urlunsplit(
             (parts.scheme, netloc, path, _redact_pairs(parts.query), _redact_pairs(parts.fragment))
@@ -93,8 +102,13 @@ def redact_url(url: str) -> str:
     except ValueError:
         # An unparseable URL still must not leak: fall back to the same rules applied as text.
         text = _USERINFO.sub("//***@", url)
-        text = _XTREAM_PATH.sub(r"/\1/***/***/", text)
+        text = _XTREAM_PATH.sub(_xtream_sub, text)
         return _QUERY_SECRET.sub(r"\1***", text)
+
+
+def _xtream_sub(match: re.Match[str]) -> str:
+    """/live/<user>/<pass>/… → /live/***/***/… (the trailing slash only if there was one)."""
+    return f"/{match.group(1)}/***/***" + ("/" if match.group(0).endswith("/") else "")
 
 
 def _redact_pairs(query: str) -> str:

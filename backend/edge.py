@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+import shutil
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
 
 from quart import current_app, request
 
 from backend.errors import Invalid
 from backend.runtime import AppServices
+from backend.tasks.offload import run_blocking
 
 API_PREFIXES = ("/tic-api/", "/metrics", "/openapi.json")
 
@@ -60,3 +65,66 @@ def page_args(default_limit: int = 50, max_limit: int = 500) -> tuple[int, int]:
 
 def listing(items: list[Any], total: int) -> dict[str, Any]:
     return {"items": items, "total": total}
+
+
+# -- uploads -------------------------------------------------------------------------------------------
+
+_UPLOAD_BATCH = 1024 * 1024
+
+
+async def receive_upload(
+    final: Path, *, default_name: str, kind: str, sniff: Callable[[Path], str | None], code: str
+) -> tuple[str, int]:
+    """Stream the request's file (multipart field `file`, or the raw body) into `final`, atomically.
+
+    The bytes go to a part file beside `final`, which replaces it only when it is not empty and `sniff`
+    (run off the loop on the part file) finds nothing wrong, so a bad upload keeps the previous good
+    file. Returns the client's file name and the size; raises Invalid with `code` when `sniff` objects.
+    """
+    part = final.with_name(f"{final.name}.{uuid.uuid4().hex[:8]}.part")
+    await run_blocking(lambda: final.parent.mkdir(parents=True, exist_ok=True))
+    try:
+        filename, size = await _receive_to(part, default_name, kind)
+        if size == 0:
+            raise Invalid(
+                "The uploaded file is empty", code="UPLOAD_EMPTY", fields={"file": "The file is empty"}
+            )
+        problem = await run_blocking(sniff, part)
+        if problem is not None:
+            raise Invalid(f"The uploaded file is not {kind}: {problem}", code=code, fields={"file": problem})
+        await run_blocking(part.replace, final)
+    finally:
+        await run_blocking(part.unlink, True)
+    return filename, size
+
+
+async def _receive_to(part: Path, default_name: str, kind: str) -> tuple[str, int]:
+    if request.mimetype == "multipart/form-data":
+        # Quart spools multipart files to a temporary file as they arrive; copy that, off the loop.
+        files = await request.files
+        upload = files.get("file")
+        if upload is None:
+            raise Invalid(f"Send {kind} as the multipart field 'file'", fields={"file": "Choose a file"})
+        size = await run_blocking(_copy_stream, upload.stream, part)
+        return upload.filename or default_name, size
+    size = 0
+    batch = bytearray()
+    f = await run_blocking(part.open, "wb")
+    try:
+        async for chunk in request.body:
+            size += len(chunk)
+            batch += chunk
+            if len(batch) >= _UPLOAD_BATCH:
+                data, batch = bytes(batch), bytearray()
+                await run_blocking(f.write, data)
+        if batch:
+            await run_blocking(f.write, bytes(batch))
+    finally:
+        await run_blocking(f.close)
+    return request.args.get("filename", default_name), size
+
+
+def _copy_stream(stream: BinaryIO, part: Path) -> int:
+    with part.open("wb") as out:
+        shutil.copyfileobj(stream, out, _UPLOAD_BATCH)
+        return out.tell()

@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 access_log = logging.getLogger("tic.access")
 
 # Stream keys travel in paths and query strings of client URLs; tokens in query strings too.
-_SECRET_QUERY = re.compile(r"(?i)\b(stream_key|token|api_key|password|username|auth)=([^&\s]+)")
+_SECRET_QUERY = re.compile(r"(?i)\b(stream_key|token|ticket|api_key|password|username|auth)=([^&\s]+)")
 _SECRET_PATH = re.compile(r"(/tic-api/hdhr_device/)([^/]+)")
 
 

@@ -596,6 +596,12 @@ async def test_verify_accepts_intact_and_plain_files(tmp_path: Path) -> None:
         ("https://h/epg.xml?api_key=k&key=v&monkey=ok", "https://h/epg.xml?api_key=***&key=***&monkey=ok"),
         ("http://host/epg.xml", "http://host/epg.xml"),
         ("http://u:p@[bad/live/a/b/1.ts?auth=z", "http://***@[bad/live/***/***/1.ts?auth=***"),
+        ("http://host/live/bob/pw", "http://host/live/***/***"),
+        (
+            "http://host/a.ts|User-Agent=VLC&Cookie=sid%3Dabc",
+            "http://host/a.ts|User-Agent=VLC&Cookie=***",
+        ),
+        ("http://host/a.ts|Authorization=Bearer%20x", "http://host/a.ts|Authorization=***"),
     ],
 )
 def test_redact_url(url: str, expected: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 from collections.abc import Iterable, Iterator
@@ -20,6 +21,21 @@ MAX_LINE = 64 * 1024
 MAX_SKIPPED_KEPT = 1000
 _READ_CHUNK = 1024 * 1024
 
+#: URL schemes an entry may use. Anything else is skipped and reported: TVHeadend runs `pipe://` URLs
+#: as shell commands and reads `file://` URLs from its own disk, so a playlist from the internet must
+#: never be able to put one into a published mux.
+STREAM_SCHEMES = frozenset(
+    {
+        "http", "https", "udp", "rtp", "rtsp", "rtsps", "srt", "rist",
+        "rtmp", "rtmps", "rtmpe", "rtmpt", "rtmpte", "rtmpts", "mms", "mmsh", "mmst",
+    }
+)  # fmt: skip
+
+# The common, well-formed EXTINF: a numeric duration, lower-case key="value" attributes separated by
+# spaces, a comma, then the name. Lines that do not match this take the general path below, which
+# gives the same result for them; this one only exists because it is three times faster.
+_FAST_EXTINF = re.compile(r'#EXTINF:(-?\d++(?:\.\d++)?+)((?: ++[a-z0-9_-]++="[^"]*+")*+) *+,(.*)')
+_FAST_ATTR = re.compile(r'([a-z0-9_-]+)="([^"]*)"')
 # The duration is the first token after "#EXTINF:"; it is optional because real files omit it.
 _DURATION = re.compile(r"\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+))?")
 # One key=value attribute; values are "double", 'single' or bare. The block pattern reads a run of
@@ -31,16 +47,20 @@ _ATTR_BLOCK = re.compile(r"""(?:\s*+[^\s=,"']++\s*+=\s*+(?:"[^"]*+"|'[^']*+'|[^\
 # a stray comma (yuechan-live__IPTV.m3u line 172: tvg-name="X",group-title="Y",X) or a stray word
 # or quote (line 50: zz-definition=HD" catchup="default" ...).
 _RESUME = re.compile(r"""\s*+(?:,|[^\s,]++)(?=\s*+[^\s=,"']++\s*+=\s*+["'])""")
-_HAS_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 # Xtream Codes stream paths: /live|movie|series/<user>/<pass>/<id>.<ext>, or the short live form
 # /<user>/<pass>/<id> that get.php?output=ts emits. The short form must end the URL and has no
 # extension, so CDN paths such as /live/hls/8117.m3u8 or /a/b/1.m3u8?x=y are not mistaken for it.
 _XTREAM_PATH = re.compile(
     r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#]+/"
-    r"(?:(live|movie|series)/[^/?#]+/[^/?#]+/(\d+)(?:\.[A-Za-z0-9]{1,5})?(?:[?#]|$)|[^/?#]+/[^/?#]+/(\d+)$)"
+    r"(?:(live|movie|series)/[^/?#]+/[^/?#]+/(\d{1,20})(?:\.[A-Za-z0-9]{1,5})?(?:[?#]|$)"
+    r"|[^/?#]+/[^/?#]+/(\d{1,20})$)"
 )
-_VOD_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".m4v", ".wmv")
+# All four characters long, so one slice of the URL path tests them all.
+_VOD_EXTENSIONS = frozenset((".mp4", ".mkv", ".avi", ".mov", ".m4v", ".wmv"))
 _HEADER_TOKEN = re.compile(r"[A-Za-z0-9_-]+=")
+# An HTTP header name (an RFC 9110 token); a header with any other name is dropped, not sent upstream.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _BOM = b"\xef\xbb\xbf"
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 
@@ -53,7 +73,7 @@ _HEADER_ATTRS = {
     "http-origin": "Origin",
     "http-cookie": "Cookie",
 }
-# Canonical spelling of header names given in |suffixes and http-header attributes.
+# Canonical spelling of header names given in |suffixes, http-header attributes and #EXTHTTP.
 _HEADER_NAMES = {
     "user-agent": "User-Agent",
     "referer": "Referer",
@@ -75,7 +95,7 @@ class M3uEntry:
     duration: float | None  # as written (-1 for live streams); None when the EXTINF gives none
     tvg_id: str | None
     tvg_name: str | None
-    tvg_logo: str | None
+    tvg_logo: str | None  # only http(s) logos; any other value stays in attrs only
     tvg_chno: str | None
     group: str | None  # group-title, else #EXTGRP
     catchup: str | None
@@ -114,25 +134,34 @@ class M3uParser:
 
     - A URL line with no #EXTINF before it is kept (plain M3U lists are only URLs); it is named after
       the last path segment of the URL and its line_no is the URL's line.
-    - A relative URL is resolved against base_url; without base_url it is skipped and reported.
+    - A relative URL is resolved against base_url; without base_url it is skipped and reported. Quotes
+      around a URL line are dropped. Only the schemes in STREAM_SCHEMES are accepted.
     - The name is the text after the first comma that ends the attributes, with stray leading commas
       dropped; commas inside quoted values or inside the name itself do not split. An EXTINF without
       any comma takes the text after its attributes. An empty name falls back to tvg-name, tvg-id,
       then the URL.
-    - Headers come from header attributes, then #EXTVLCOPT, then the URL's |suffix; later ones win.
+    - Headers come from the #EXTM3U line, then the entry's header attributes, #EXTVLCOPT, #EXTHTTP and
+      finally the URL's |suffix; later ones win. A header whose name is not a token or whose value
+      holds CR, LF or NUL is dropped: it could inject headers into requests to the provider.
     - catchup, catchup-source and catchup-days from the #EXTM3U line apply to entries without their own.
     """
 
-    def __init__(self, base_url: str | None = None) -> None:
+    def __init__(
+        self, base_url: str | None = None, *, header: str | None = None, first_line: int = 1
+    ) -> None:
+        """header: the playlist's #EXTM3U line, for a parser that starts in the middle of a playlist at
+        line first_line (the importer parses big playlists in parts)."""
         self.base_url = base_url
         self.header: dict[str, str] = {}
         self.skipped: list[SkippedEntry] = []
         self.skipped_total = 0
-        self.lines_read = 0
         self._pending: _Extinf | None = None
         self._group: str | None = None
         self._vlc: dict[str, str] = {}
         self._kodi: dict[str, str] = {}
+        self._http: dict[str, str] = {}
+        self._default_headers: dict[str, str] = {}
+        self._header_catchup = False
         self._after_overlong = False
         # Byte-input state: the pieces of an unfinished line and their length, whether the last chunk
         # ended in CR, and whether we are dropping the rest of an overlong line.
@@ -141,15 +170,21 @@ class M3uParser:
         self._after_cr = False
         self._discarding = False
         self._finished = False
+        self.lines_read = first_line - 1
+        if header is not None and header[:7].upper() == "#EXTM3U":
+            self._handle(header, 0)
 
     @property
     def epg_urls(self) -> list[str]:
-        """Guide URLs named by the #EXTM3U line (x-tvg-url, url-tvg), comma-separated lists split."""
+        """Guide URLs named by the #EXTM3U line (x-tvg-url, url-tvg), comma-separated lists split.
+
+        Only http(s) URLs are listed: anything else cannot be a guide TIC should fetch.
+        """
         urls: list[str] = []
         for key in ("x-tvg-url", "url-tvg"):
             for url in self.header.get(key, "").split(","):
                 url = url.strip()
-                if url and url not in urls:
+                if url[:8].lower().startswith(("http://", "https://")) and url not in urls:
                     urls.append(url)
         return urls
 
@@ -222,6 +257,7 @@ class M3uParser:
         else:
             self._keep_partial(pieces.pop())
         handle = self._handle
+        append = out.append
         n = self.lines_read
         for raw in pieces:
             n += 1
@@ -237,7 +273,7 @@ class M3uParser:
                 text = text.removeprefix("\ufeff").removeprefix("\u00ef\u00bb\u00bf")
             entry = handle(text, n)
             if entry is not None:
-                out.append(entry)
+                append(entry)
         self.lines_read = n
         if self._discarding:
             self.lines_read += 1
@@ -301,6 +337,10 @@ class M3uParser:
         elif head.startswith("#EXTM3U"):
             for key, value in _read_attrs(line, 8 if line[7:8] == ":" else 7)[0].items():
                 self.header.setdefault(key, value)
+            self._default_headers = _safe_headers(
+                {_HEADER_ATTRS[k]: v.strip() for k, v in self.header.items() if k in _HEADER_ATTRS and v}
+            )
+            self._header_catchup = not self.header.keys().isdisjoint(_CATCHUP_KEYS)
         elif head.startswith("#EXTGRP:"):
             self._group = line[8:].strip() or None
         elif head.startswith("#EXTVLCOPT"):
@@ -311,17 +351,43 @@ class M3uParser:
             key, value = _option(line[10:])
             if key:
                 self._kodi[key] = value
+        elif head.startswith("#EXTHTTP:"):
+            self._on_exthttp(line[9:], line_no)
         # Anything else is a comment or a directive we do not use (#EXT-X-..., #PLAYLIST, ...).
         return None
+
+    def _on_exthttp(self, text: str, line_no: int) -> None:
+        """#EXTHTTP:{"User-Agent": "...", "Cookie": "..."}: headers for the next entry."""
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = None
+        if not isinstance(value, dict):
+            log.debug("Line %s: #EXTHTTP is not a JSON object; ignored", line_no)
+            return
+        for name, header in value.items():
+            if isinstance(header, str | int | float) and not isinstance(header, bool):
+                self._http[_HEADER_NAMES.get(str(name).lower(), str(name))] = str(header).strip()
 
     def _on_extinf(self, line: str, line_no: int) -> None:
         if self._pending is not None:
             self._skip(self._pending.line_no, f"#EXTINF has no URL (next #EXTINF is on line {line_no})")
             # Options seen after the broken EXTINF belonged to it, not to the next entry.
-            self._group = None
-            self._vlc = {}
-            self._kodi = {}
+            self._reset_options()
         self._after_overlong = False
+        fast = _FAST_EXTINF.fullmatch(line)
+        if fast is not None:
+            name = fast.group(3)
+            # A name holding more key="value" pairs means a stray comma split the attributes; only
+            # the general path knows how to read on past it.
+            if '="' not in name:
+                name = name.strip()
+                if name.startswith(","):
+                    name = name.lstrip(", \t")
+                block = fast.group(2)
+                attrs = dict(_FAST_ATTR.findall(block)) if block else {}
+                self._pending = _Extinf(line_no, float(fast.group(1)), attrs, name)
+                return
         m = _DURATION.match(line, 8)
         assert m is not None  # The pattern also matches the empty string.
         duration = float(m.group(1)) if m.group(1) else None
@@ -339,11 +405,20 @@ class M3uParser:
             name = line[pos:].strip()
         self._pending = _Extinf(line_no, duration, attrs, name)
 
+    def _reset_options(self) -> None:
+        # Each entry owns its option dicts: the next #EXTVLCOPT must not write into this one.
+        self._group = None
+        self._vlc = {}
+        self._kodi = {}
+        self._http = {}
+
     def _on_url(self, line: str, line_no: int) -> M3uEntry | None:
+        # This runs once per entry of playlists with 100k+ entries, hence the inlined helpers.
         info = self._pending
-        group = self._group
         vlc = self._vlc
         kodi = self._kodi
+        http = self._http
+        group = self._group
         if info is not None:
             self._pending = None
             attrs = info.attrs
@@ -355,22 +430,99 @@ class M3uParser:
                 self._after_overlong = False
                 self._skip(line_no, "URL follows a skipped overlong line, so its #EXTINF was lost")
                 return None
-        # Each entry owns its option dicts: the next #EXTVLCOPT must not write into this one.
         self._group = None
         self._vlc = {}
         self._kodi = {}
+        self._http = {}
+        if line[0] in "\"'" or line[-1] in "\"'":
+            # A stray quote around the URL (fanmingming-live__radio_index.m3u line 339).
+            line = line.strip("\"' \t")
         url, bar, suffix = line.partition("|")
         if bar:
             url = url.rstrip()
-        if "://" not in url and not _HAS_SCHEME.match(url):
-            if any(c.isspace() for c in url):
-                self._skip(entry_line, f"line {line_no} is neither a directive nor a URL")
+        if not url.startswith(("http://", "https://")):
+            checked = self._checked_url(url, entry_line, line_no)
+            if checked is None:
                 return None
-            if self.base_url is None:
-                self._skip(entry_line, "relative URL and no playlist URL to resolve it against")
-                return None
-            url = urljoin(self.base_url, url)
-        headers: dict[str, str] = {}
+            url = checked
+        get = attrs.get
+        keys = attrs.keys()
+        if self._default_headers or http or suffix or vlc or not keys.isdisjoint(_HEADER_KEYS):
+            headers = self._headers(attrs, vlc, http, suffix)
+        else:
+            headers = {}
+        value = get("tvg-name")
+        tvg_name = (value.strip() or None) if value else None
+        value = get("tvg-id")
+        tvg_id = (value.strip() or None) if value else None
+        if not keys.isdisjoint(_CATCHUP_KEYS) or self._header_catchup:
+            catchup = _clean(get("catchup") or get("catchup-type") or self.header.get("catchup"))
+            source = _clean(get("catchup-source") or self.header.get("catchup-source"))
+            days = _int(get("catchup-days") or get("timeshift") or self.header.get("catchup-days"))
+        else:
+            catchup = source = None
+            days = None
+        name = info.name if info is not None else ""
+        if not name:
+            name = tvg_name or tvg_id or _name_from_url(url)
+        value = get("tvg-logo") or get("logo")
+        # Only web logos: the admin UI and clients load them, so no javascript:, data: or file: URLs.
+        logo = value.strip() if value and value[:8].lower().startswith(("http://", "https://")) else None
+        value = get("tvg-chno") or get("channel-number")
+        chno = (value.strip() or None) if value else None
+        value = get("group-title")
+        if value:
+            group = value.strip() or group
+        kind, stream_id = _xtream_ref(url)
+        return M3uEntry(
+            entry_line,
+            name,
+            url,
+            info.duration if info is not None else None,
+            tvg_id,
+            tvg_name,
+            logo,
+            chno,
+            group,
+            catchup,
+            source,
+            days,
+            headers,
+            vlc,
+            kodi,
+            attrs,
+            kind == "movie" or kind == "series" or _looks_like_vod_file(url),
+            stream_id,
+        )
+
+    def _checked_url(self, url: str, entry_line: int, line_no: int) -> str | None:
+        """The URL if its scheme is allowed (relative ones resolved), else None with a skip recorded."""
+        if url.startswith(("http://", "https://")):
+            return url
+        scheme = _SCHEME.match(url)
+        if scheme is not None and (url[scheme.end() : scheme.end() + 2] == "//" or "://" not in url):
+            name = scheme.group(1).lower()
+            if name in STREAM_SCHEMES:
+                return url
+            self._skip(entry_line, f"{name}: URLs are not allowed (line {line_no})")
+            return None
+        if any(c.isspace() for c in url):
+            self._skip(entry_line, f"line {line_no} is neither a directive nor a URL")
+            return None
+        if self.base_url is None:
+            self._skip(entry_line, "relative URL and no playlist URL to resolve it against")
+            return None
+        resolved = urljoin(self.base_url, url)
+        if not resolved.lower().startswith(("http://", "https://")):
+            self._skip(entry_line, f"relative URL on line {line_no} does not resolve to an http(s) URL")
+            return None
+        return resolved
+
+    def _headers(
+        self, attrs: dict[str, str], vlc: dict[str, str], http: dict[str, str], suffix: str
+    ) -> dict[str, str]:
+        """Least to most specific: #EXTM3U, EXTINF attributes, #EXTVLCOPT, #EXTHTTP, the |suffix."""
+        headers = dict(self._default_headers)
         if not attrs.keys().isdisjoint(_HEADER_KEYS):
             for key, header in _HEADER_ATTRS.items():
                 value = attrs.get(key)
@@ -383,42 +535,11 @@ class M3uParser:
                 value = vlc.get(key)
                 if value:
                     headers[header] = value
+        if http:
+            headers.update(http)
         if suffix:
             _header_pairs(suffix, headers)
-        get = attrs.get
-        tvg_name = _clean(get("tvg-name"))
-        tvg_id = _clean(get("tvg-id"))
-        if not attrs.keys().isdisjoint(_CATCHUP_KEYS) or not self.header.keys().isdisjoint(_CATCHUP_KEYS):
-            catchup = _clean(get("catchup") or get("catchup-type") or self.header.get("catchup"))
-            source = _clean(get("catchup-source") or self.header.get("catchup-source"))
-            days = _int(get("catchup-days") or get("timeshift") or self.header.get("catchup-days"))
-        else:
-            catchup = source = None
-            days = None
-        name = info.name if info is not None else ""
-        if not name:
-            name = tvg_name or tvg_id or _name_from_url(url)
-        kind, stream_id = _xtream_ref(url)
-        return M3uEntry(
-            entry_line,
-            name,
-            url,
-            info.duration if info is not None else None,
-            tvg_id,
-            tvg_name,
-            _clean(get("tvg-logo") or get("logo")),
-            _clean(get("tvg-chno") or get("channel-number")),
-            _clean(get("group-title")) or group,
-            catchup,
-            source,
-            days,
-            headers,
-            vlc,
-            kodi,
-            attrs,
-            kind == "movie" or kind == "series" or _looks_like_vod_file(url),
-            stream_id,
-        )
+        return _safe_headers(headers)
 
     def _overlong(self, line_no: int) -> None:
         self._after_overlong = True
@@ -516,6 +637,24 @@ def _header_pairs(text: str, headers: dict[str, str]) -> None:
             headers[last] += "&" + unquote(piece)
 
 
+def _safe_headers(headers: dict[str, str]) -> dict[str, str]:
+    """Drop headers with a name that is not a token or a value holding CR, LF or NUL.
+
+    Such a value (often smuggled in percent-encoded, as %0D%0A) would let a playlist add its own
+    headers to TIC's or TVHeadend's requests to the provider.
+    """
+    for name, value in headers.items():
+        if not _TOKEN.fullmatch(name) or "\r" in value or "\n" in value or "\0" in value:
+            break
+    else:
+        return headers
+    return {
+        name: value
+        for name, value in headers.items()
+        if _TOKEN.fullmatch(name) and "\r" not in value and "\n" not in value and "\0" not in value
+    }
+
+
 def _clean(value: str | None) -> str | None:
     if value is None:
         return None
@@ -543,8 +682,13 @@ def _xtream_ref(url: str) -> tuple[str | None, str | None]:
 
 
 def _looks_like_vod_file(url: str) -> bool:
-    path = url.partition("?")[0].partition("#")[0].lower()
-    return path.endswith(_VOD_EXTENSIONS)
+    end = url.find("?")
+    if end < 0:
+        end = len(url)
+    hash_at = url.find("#", 0, end)
+    if hash_at >= 0:
+        end = hash_at
+    return url[end - 4 : end].lower() in _VOD_EXTENSIONS
 
 
 def _name_from_url(url: str) -> str:
@@ -575,7 +719,7 @@ def stream_identity(source_id: int, entry: M3uEntry) -> str:
 def parse_m3u_file(path: Path, base_url: str | None = None) -> tuple[M3uParser, Iterator[M3uEntry]]:
     """Parse a playlist file in 1 MiB reads; the file is opened when iteration starts.
 
-    Blocking file I/O: call it from a worker thread, not from a coroutine.
+    Blocking file I/O: call it from a worker thread or process, not from a coroutine.
     """
     parser = M3uParser(base_url)
 
@@ -588,7 +732,10 @@ def parse_m3u_file(path: Path, base_url: str | None = None) -> tuple[M3uParser, 
 
 
 def why_not_m3u(first_bytes: bytes) -> str | None:
-    """None when the start of a body looks like an M3U playlist, else a reason a user can act on."""
+    """None when the start of a body looks like an M3U playlist, else a reason a user can act on.
+
+    The reasons never quote the body: a provider's error page may hold the account's credentials.
+    """
     head = first_bytes[:4096]
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         return "the playlist is UTF-16 encoded; only UTF-8 and Latin-1 playlists are supported"
@@ -613,9 +760,18 @@ def why_not_m3u(first_bytes: bytes) -> str | None:
             return "the provider returned a JSON error instead of a playlist; check the username and password"
         return "the provider returned JSON instead of a playlist"
     first_line = text.split(b"\n", 1)[0].strip()
-    if _HAS_SCHEME.match(first_line.decode("latin-1")) and b"://" in first_line:
+    scheme = _SCHEME.match(first_line.decode("latin-1"))
+    if scheme is not None and b"://" in first_line and scheme.group(1).lower() in STREAM_SCHEMES:
         return None
+    if _looks_binary(head):
+        return "the response is binary data, not a text playlist"
     return "the response does not look like an M3U playlist (it does not start with #EXTM3U)"
+
+
+def _looks_binary(head: bytes) -> bool:
+    # Text playlists have no NUL bytes and few control characters; junk and media files have many.
+    controls = sum(1 for b in head[:1024] if b < 9 or 13 < b < 32)
+    return b"\0" in head or controls > len(head[:1024]) // 20
 
 
 def looks_like_m3u(first_bytes: bytes) -> bool:

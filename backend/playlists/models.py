@@ -37,6 +37,8 @@ class PlaylistSource(Base):
     last_import_status: Mapped[str | None] = mapped_column(String(20), nullable=True)
     last_import_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     last_import_report: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # The original name of the uploaded file of an m3u_file source (the file lives in the data dir).
+    upload_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
     # SHA-256 of the last imported raw content, to skip unchanged downloads.
     content_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -52,6 +54,8 @@ class Stream(Base):
     source_id: Mapped[int] = mapped_column(ForeignKey("playlist_source.id", ondelete="CASCADE"))
     stream_key: Mapped[str] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(500))
+    # The name folded for search: lower case, accents and repeated spaces removed (SQLite has no unaccent).
+    search_name: Mapped[str] = mapped_column(String(500), default="", server_default="")
     url: Mapped[str] = mapped_column(Text)
     tvg_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
     tvg_name: Mapped[str | None] = mapped_column(String(500), nullable=True)
@@ -66,6 +70,7 @@ class Stream(Base):
     extra: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     is_vod: Mapped[bool] = mapped_column(Boolean, default=False)
     provider_stream_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The entry's line in the import that last wrote this row (an entry that only moved keeps its old one).
     line_no: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # Hash of the imported fields, so a refresh updates only rows that changed.
     content_hash: Mapped[str] = mapped_column(String(40))
@@ -76,4 +81,8 @@ class Stream(Base):
         UniqueConstraint("source_id", "stream_key", name="uq_stream_source_key"),
         Index("ix_stream_source_group", "source_id", "group_title"),
         Index("ix_stream_tvg_id", "tvg_id"),
+        # The stream browser pages through a source in id order (= the order streams first appeared).
+        Index("ix_stream_source_id", "source_id", "id"),
+        # Substring search scans this narrow index instead of the wide table rows.
+        Index("ix_stream_search_name", "search_name"),
     )

@@ -1,9 +1,8 @@
-"""Xtream Codes player_api: URL building, credential redaction and JSON-to-M3uEntry mapping; no network."""
+"""Xtream Codes player_api: URL building, account checks and JSON-to-M3uEntry mapping; no network."""
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
@@ -14,15 +13,6 @@ from backend.playlists.m3u import MAX_SKIPPED_KEPT, M3uEntry, SkippedEntry
 log = logging.getLogger(__name__)
 
 STREAM_EXTENSIONS = ("ts", "m3u8")
-_REDACTED = "***"
-# Query parameters whose values are secrets in provider URLs.
-_SECRET_PARAMS = re.compile(
-    r"(^|&)((?:username|user|password|pass|passwd|pwd|token|auth|key|api_key|apikey|sig|signature)=)[^&]*",
-    re.IGNORECASE,
-)
-# /live|movie|series|timeshift/<user>/<pass>/..., or the short live form /<user>/<pass>/<id>.
-_CREDENTIAL_PATH = re.compile(r"^/(live|movie|series|timeshift)/[^/]+/[^/]+(?=/|$)", re.IGNORECASE)
-_SHORT_PATH = re.compile(r"^/[^/]+/[^/]+/\d+(?:\.[A-Za-z0-9]{1,5})?$")
 
 
 def normalize_server(server: str) -> str:
@@ -70,31 +60,6 @@ def _check_ext(ext: str) -> None:
             code="XTREAM_BAD_FORMAT",
             fields={"ext": "unsupported stream format"},
         )
-
-
-def redact_url(url: str) -> str:
-    """The URL with user info, Xtream path credentials and secret query values replaced by ***.
-
-    Never raises: anything it cannot parse comes back as "***", so it is safe in a log call.
-    """
-    base, bar, _ = url.partition("|")
-    try:
-        parts = urlsplit(base.strip())
-        parts.port  # noqa: B018  # Raises ValueError for a malformed port or IPv6 literal.
-    except ValueError:
-        return _REDACTED
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = f"{_REDACTED}@{netloc.rsplit('@', 1)[1]}"
-    path = parts.path
-    if _CREDENTIAL_PATH.match(path):
-        path = _CREDENTIAL_PATH.sub(lambda m: f"/{m.group(1)}/{_REDACTED}/{_REDACTED}", path)
-    elif _SHORT_PATH.match(path):
-        path = f"/{_REDACTED}/{_REDACTED}/" + path.rsplit("/", 1)[1]
-    query = _SECRET_PARAMS.sub(lambda m: m.group(1) + m.group(2) + _REDACTED, parts.query)
-    redacted = urlunsplit((parts.scheme, netloc, path, query, parts.fragment))
-    # Pipe headers may carry cookies or tokens; keep only the fact that there were some.
-    return redacted + (f"|{_REDACTED}" if bar else "")
 
 
 def expect_list(payload: object, what: str) -> list[Any]:
@@ -197,7 +162,7 @@ class XtreamLiveMapper:
             duration=-1.0,
             tvg_id=_text(item.get("epg_channel_id")),
             tvg_name=name,
-            tvg_logo=_text(item.get("stream_icon")),
+            tvg_logo=_web_url(item.get("stream_icon")),
             tvg_chno=_text(item.get("num")),
             group=groups.get(category) if category is not None else None,
             catchup="xc" if archive else None,
@@ -227,6 +192,12 @@ def _text(value: object) -> str | None:
         text = str(value).strip()
         return text or None
     return None
+
+
+def _web_url(value: object) -> str | None:
+    """Only http(s) logos: the admin UI and clients load them, so no javascript:, data: or file: URLs."""
+    text = _text(value)
+    return text if text is not None and text[:8].lower().startswith(("http://", "https://")) else None
 
 
 def _truthy(value: object) -> bool:

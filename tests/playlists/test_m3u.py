@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -14,6 +15,7 @@ import pytest
 from backend.playlists.m3u import (
     MAX_LINE,
     MAX_SKIPPED_KEPT,
+    STREAM_SCHEMES,
     M3uEntry,
     M3uParser,
     looks_like_m3u,
@@ -152,6 +154,22 @@ def test_radio_index_three_broken_entries() -> None:
     # All three broken EXTINFs carry radio="true" too.
     radio = (CORPUS / "fanmingming-live__radio_index.m3u").read_bytes().count(b'radio="true"')
     assert sum(e.attrs.get("radio") == "true" for e in entries) == radio - 3
+
+
+def test_radio_index_stray_quote_before_the_url() -> None:
+    # Line 339 is `"https://...` with an opening quote and no closing one.
+    _, entries = parse_file("fanmingming-live__radio_index.m3u")
+    entry = by_line(entries)[338]
+    assert (entry.name, entry.url) == (
+        "延边文艺生活广播",
+        "https://satellitepull.cnr.cn/live/wxybwyshgb/playlist.m3u8",
+    )
+    assert (entry.tvg_id, entry.tvg_logo, entry.attrs["radio"]) == (None, None, "true")
+
+
+def test_aptv_referer_attribute_is_kept_as_written() -> None:
+    _, entries = parse_file("aptv__iptv.m3u")
+    assert by_line(entries)[38].headers == {"User-Agent": "iPhone", "Referer": "https:/aptv.app/"}
 
 
 def test_pipe_headers() -> None:
@@ -659,6 +677,142 @@ def test_stream_identity() -> None:
     assert stream_identity(3, entry("http://h/hls/two.m3u8")) != plain
 
 
+# --- what a playlist from the internet must not be able to do -------------------------------------
+
+
+def test_dangerous_schemes_are_dropped_and_reported() -> None:
+    parser, entries = parse_text(
+        "#EXTM3U\n"
+        "#EXTINF:-1,Shell\npipe:///usr/bin/ffmpeg -i http://x -f mpegts pipe:1\n"
+        "#EXTINF:-1,Disk\nfile:///etc/passwd\n"
+        "#EXTINF:-1,Script\njavascript:alert(1)\n"
+        "#EXTINF:-1,Data\n'data:text/html,<b>x</b>'\n"
+        '#EXTINF:-1 tvg-logo="javascript:alert(1)",Fine\nudp://@239.0.0.1:1234\n'
+    )
+    assert [(s.line_no, s.reason) for s in parser.skipped] == [
+        (2, "pipe: URLs are not allowed (line 3)"),
+        (4, "file: URLs are not allowed (line 5)"),
+        (6, "javascript: URLs are not allowed (line 7)"),
+        (8, "data: URLs are not allowed (line 9)"),
+    ]
+    entry = only(entries)
+    assert (entry.name, entry.url, entry.tvg_logo) == ("Fine", "udp://@239.0.0.1:1234", None)
+    assert entry.attrs["tvg-logo"] == "javascript:alert(1)"
+
+
+def test_a_relative_url_cannot_resolve_to_a_file() -> None:
+    parser, entries = parse_text("#EXTINF:-1,A\nchan/1.ts\n", base_url="file:///srv/lists/tv.m3u")
+    assert entries == []
+    assert "does not resolve to an http(s) URL" in parser.skipped[0].reason
+
+
+@pytest.mark.parametrize(
+    ("lines", "headers"),
+    [
+        # Percent-encoded CRLF in a pipe suffix, a raw one in #EXTHTTP, an invalid header name.
+        ("http://h/1|User-Agent=ok%0d%0aX-Evil:%201&Referer=http://r/", {"Referer": "http://r/"}),
+        ('#EXTHTTP:{"User-Agent":"ok\\r\\nX-Evil: 1","Cookie":"a=b"}\nhttp://h/1', {"Cookie": "a=b"}),
+        ('#EXTHTTP:{"Bad Name":"v","Origin":"http://o/"}\nhttp://h/1', {"Origin": "http://o/"}),
+        ("#EXTHTTP:not json\nhttp://h/1", {}),
+        ("#EXTHTTP:[1, 2]\nhttp://h/1", {}),
+        ("#EXTVLCOPT:http-user-agent=a%00b\nhttp://h/1|Referer=x%00y", {"User-Agent": "a%00b"}),
+    ],
+)
+def test_headers_cannot_smuggle_line_breaks(lines: str, headers: dict[str, str]) -> None:
+    _, entries = parse_text(f"#EXTM3U\n#EXTINF:-1,A\n{lines}\n")
+    assert only(entries).headers == headers
+
+
+def test_exthttp_applies_to_the_next_entry_only_and_the_pipe_wins() -> None:
+    text = (
+        '#EXTM3U\n#EXTHTTP:{"cookie":"c=1","user-agent":"FromHttp"}\n'
+        '#EXTINF:-1 http-user-agent="FromAttr",A\nhttp://h/1|User-Agent=FromPipe\n'
+        "#EXTINF:-1,B\nhttp://h/2\n"
+    )
+    _, (a, b) = parse_text(text)
+    assert a.headers == {"User-Agent": "FromPipe", "Cookie": "c=1"}
+    assert b.headers == {}
+
+
+def test_header_defaults_from_the_extm3u_line_apply_unless_the_entry_overrides_them() -> None:
+    text = (
+        '#EXTM3U http-user-agent="Box/1" http-referrer="http://ref/" catchup="shift" catchup-days="3"\n'
+        "#EXTINF:-1,Plain\nhttp://a/1\n"
+        '#EXTINF:-1 user-agent="Own/2" catchup="flussonic" catchup-days="7",Own\nhttp://a/2\n'
+        "#EXTINF:-1,Piped\nhttp://a/3|User-Agent=Pipe%2F3\n"
+    )
+    _, (plain, own, piped) = parse_text(text)
+    assert (plain.headers, plain.catchup, plain.catchup_days) == (
+        {"User-Agent": "Box/1", "Referer": "http://ref/"},
+        "shift",
+        3,
+    )
+    assert (own.headers, own.catchup, own.catchup_days) == (
+        {"User-Agent": "Own/2", "Referer": "http://ref/"},
+        "flussonic",
+        7,
+    )
+    assert piped.headers == {"User-Agent": "Pipe/3", "Referer": "http://ref/"}
+    assert plain.attrs == {} and piped.attrs == {}
+
+
+def test_epg_urls_are_only_web_urls() -> None:
+    parser, _ = parse_text('#EXTM3U x-tvg-url="file:///etc/epg.xml, http://e/1.xml,, https://e/2.xml"\n')
+    assert parser.epg_urls == ["http://e/1.xml", "https://e/2.xml"]
+
+
+def test_sloppy_but_readable_input() -> None:
+    text = (
+        '\ufeff#EXTINF:-1 tvg-ID="Up.tv" tvg-name=\'Single Quoted\' tvg-chno=12 group-title="G" Title\n'
+        "  http://a/1  \n"
+        "\n"
+        "http://host/path/My%20Channel.ts\n"
+        "http://host/\n"
+        '#EXTINF:-1 tvg-id="x" catchup-days="many",\n'
+        "http://a/2\n"
+        '#EXTINF:-1 tvg-id="x" tvg-name="Named", \n'
+        "'http://a/3'\n"
+    )
+    parser, (first, bare, host_only, unnamed, named) = parse_text(text)
+    assert parser.skipped == []
+    assert (first.name, first.tvg_id, first.tvg_name, first.tvg_chno, first.group, first.url) == (
+        "Title",
+        "Up.tv",
+        "Single Quoted",
+        "12",
+        "G",
+        "http://a/1",
+    )
+    assert (bare.name, bare.line_no, bare.attrs) == ("My Channel", 4, {})
+    assert host_only.name == "host"
+    assert (unnamed.name, unnamed.catchup_days) == ("x", None)
+    assert (named.name, named.url) == ("Named", "http://a/3")
+
+
+@pytest.mark.parametrize("name", ["ipytv__m3u_plus.m3u", "aptv__iptv.m3u", "iptv-playlist-parser__kodi.m3u"])
+def test_mangled_playlists_never_crash(name: str) -> None:
+    """Truncations, deletions and random bytes: the parser always finishes with sane entries."""
+    data = (CORPUS / name).read_bytes()
+    rng = random.Random(name)
+    for _ in range(300):
+        mangled = bytearray(data)
+        for _ in range(rng.randint(1, 6)):
+            at = rng.randrange(len(mangled))
+            if rng.random() < 0.5:
+                del mangled[at : at + rng.randint(1, 40)]
+            else:
+                mangled[at:at] = bytes(
+                    rng.choice(b'",=|:#\r\n \xff\xfe\xc3') for _ in range(rng.randint(1, 8))
+                )
+        size = rng.randint(1, 512)
+        parser = M3uParser("http://base/list.m3u")
+        entries = list(parser.feed_bytes(bytes(mangled[i : i + size]) for i in range(0, len(mangled), size)))
+        for entry in entries:
+            assert entry.name
+            assert entry.url.split(":", 1)[0].lower() in STREAM_SCHEMES
+            assert all("\r" not in v and "\n" not in v for v in entry.headers.values())
+
+
 # --- limits ---------------------------------------------------------------------------------------
 
 
@@ -757,6 +911,11 @@ def test_push_and_finish() -> None:
         (b"\xff\xfe#\x00E\x00", "UTF-16"),
         (b"#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:6\n#EXTINF:6.0,\nseg1.ts\n", "HLS stream"),
         (b"404 page not found", "does not look like an M3U playlist"),
+        (b"Invalid credentials\n", "does not look like an M3U playlist"),
+        (b"# just a comment\n", "does not look like an M3U playlist"),
+        (b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1280000\nlow/index.m3u8\n", "HLS stream"),
+        (b"\x00\x01\x02\x03binary\x00junk" * 50, "binary data"),
+        (b"pipe:///bin/sh -c reboot\n", "does not look like an M3U playlist"),
     ],
 )
 def test_why_not_m3u(body: bytes, problem: str | None) -> None:
@@ -767,6 +926,12 @@ def test_why_not_m3u(body: bytes, problem: str | None) -> None:
     else:
         assert reason is not None and problem in reason
         assert not looks_like_m3u(body)
+
+
+def test_reasons_never_echo_the_page() -> None:
+    page = b"<html><body>Account user=alice password=hunter2 expired</body></html>"
+    reason = why_not_m3u(page)
+    assert reason is not None and "hunter2" not in reason and "alice" not in reason
 
 
 # --- a large generated playlist -------------------------------------------------------------------

@@ -1,0 +1,74 @@
+"""Background jobs of the playlists domain: import one playlist, and queue the imports that are due."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from backend.db import utcnow
+from backend.errors import AppError, NotFound
+from backend.playlists import importer, service
+from backend.tasks.broker import JobContext
+from backend.tasks.registry import PeriodicJob, job, register_periodic
+
+log = logging.getLogger(__name__)
+
+REFRESH_JOB = "refresh_playlist"
+
+
+def refresh_key(source_id: int) -> str:
+    """The dedupe key of a playlist's import: one queued or running import per playlist."""
+    return f"playlist:{source_id}"
+
+
+@job(REFRESH_JOB, title="Import a playlist", priority=20, max_attempts=3)
+async def refresh_playlist(ctx: JobContext) -> dict[str, Any]:
+    """Download (or read) a playlist, parse it and swap its streams in; record the outcome either way."""
+    source_id = int(ctx.args["playlist_id"])
+    try:
+        return await importer.import_playlist(
+            ctx.services, source_id, force=bool(ctx.args.get("force")), progress=ctx.progress
+        )
+    except NotFound:
+        raise
+    except AppError as exc:
+        await _record_failure(ctx, source_id, f"{exc.message} [{exc.code}]")
+        raise
+    except asyncio.CancelledError:
+        await _record_failure(
+            ctx,
+            source_id,
+            "The import was stopped before it finished; the previous streams were kept.",
+            "cancelled",
+        )
+        raise
+    except Exception:
+        await _record_failure(ctx, source_id, "The import failed with an internal error; see the server log.")
+        raise
+
+
+async def _record_failure(ctx: JobContext, source_id: int, message: str, status: str = "failed") -> None:
+    try:
+        async with ctx.db.transaction() as session:
+            await service.record_import_failure(session, source_id, message, status)
+    except Exception as exc:
+        # The task run keeps the error even if the source row could not be updated.
+        log.warning("Could not record the failed import of playlist %d: %s", source_id, exc)
+
+
+@job("refresh_due_playlists", title="Queue due playlist refreshes", priority=60, max_attempts=1)
+async def refresh_due_playlists(ctx: JobContext) -> str:
+    """Queue an import for every enabled playlist whose refresh interval has passed."""
+    async with ctx.db.session() as session:
+        due = await service.due_sources(session, utcnow())
+    queued = 0
+    for source_id in due:
+        result = await ctx.broker.enqueue(
+            REFRESH_JOB, key=refresh_key(source_id), args={"playlist_id": source_id}, requested_by="scheduler"
+        )
+        queued += result.created
+    return f"Queued {queued} playlist refresh(es)" if queued else "No playlist is due for a refresh"
+
+
+register_periodic(PeriodicJob("refresh_due_playlists", seconds=60))
