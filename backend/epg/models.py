@@ -36,6 +36,8 @@ class EpgSource(Base):
     last_import_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     last_import_report: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     content_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The file name an admin uploaded for an xmltv_file source (the file itself lives in the data dir).
+    upload_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
@@ -50,6 +52,8 @@ class EpgChannel(Base):
     # [[name, lang or null], ...] in document order.
     display_names: Mapped[list[Any]] = mapped_column(JSON, default=list)
     icon: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The channel's first <url>, usually the broadcaster's web site.
+    url: Mapped[str | None] = mapped_column(Text, nullable=True)
     number: Mapped[str | None] = mapped_column(String(32), nullable=True)
     programme_count: Mapped[int] = mapped_column(Integer, default=0)
     first_start: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
@@ -78,6 +82,9 @@ class Programme(Base):
     icon: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Credits, ratings, flags (new, premiere, live, previously-shown) and other-language variants.
     extra: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # A 64-bit digest of everything above: a refresh keeps rows whose digest is unchanged and only
+    # deletes and inserts the programmes that differ.
+    content_hash: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
     __table_args__ = (
         Index("ix_programme_channel_start", "source_id", "xmltv_channel_id", "start"),

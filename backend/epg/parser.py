@@ -172,12 +172,29 @@ _TIME_RE = re.compile(
 _OFFSETS: dict[str, timedelta] = {"+0000": timedelta(0), "-0000": timedelta(0)}
 
 
+# Parsed times by their text. A guide repeats the same few thousand instants (every channel starts
+# programmes on the same half hours), so most lookups hit; the cache is emptied when it reaches its
+# size, which keeps memory flat however long the guide is.
+_TIME_CACHE: dict[str, datetime] = {}
+_TIME_CACHE_SIZE = 50_000
+
+
 def parse_xmltv_time(value: str) -> datetime:
     """Parse an XMLTV time ("20080715003000 +0100", "200807150030", "... BST") into aware UTC.
 
     Seconds, minutes, hours and even the day may be left out (they default to the start of the
     period); a time with no zone is UTC, as the XMLTV DTD says. Raises ValueError when unreadable.
     """
+    moment = _TIME_CACHE.get(value)
+    if moment is None:
+        moment = _parse_time(value)
+        if len(_TIME_CACHE) >= _TIME_CACHE_SIZE:
+            _TIME_CACHE.clear()
+        _TIME_CACHE[value] = moment
+    return moment
+
+
+def _parse_time(value: str) -> datetime:
     if len(value) == 20 and value[14] == " " and value[:14].isdigit():
         offset = _OFFSETS.get(value[15:])
         if offset is not None:
@@ -421,6 +438,12 @@ def _syntax_error(exc: etree.XMLSyntaxError, error_log: Any, reader: _TrackedRea
 # --- element readers -------------------------------------------------------------------------------
 
 _CHANNEL_NUMBER = re.compile(r"\d+(?:[.-]\d+)?")
+#: Programme children TIC does not keep; tested early so they skip the chain of known tags.
+_IGNORED_TAGS = frozenset(
+    {"url", "video", "audio", "subtitles", "review", "last-chance", "language", "orig-language"}
+)
+#: Cleared elements are detached from the tree in batches of this many.
+_FREE_BATCH = 256
 _LENGTH_UNITS = {"seconds": 1, "minutes": 60, "hours": 3600}
 
 
@@ -531,6 +554,8 @@ def _read_programme(elem: Any, lang: str | None, stats: ParseStats) -> tuple[Xml
             if text and (text := text.strip()):
                 target = titles if tag == "title" else descs if tag == "desc" else sub_titles
                 target.append((text, child.get("lang")))
+        elif tag in _IGNORED_TAGS:
+            continue
         elif tag == "episode-num":
             text = child.text
             if text and (text := text.strip()):
@@ -548,7 +573,7 @@ def _read_programme(elem: Any, lang: str | None, stats: ParseStats) -> tuple[Xml
         elif tag == "date":
             date = (child.text or "").strip() or None
         elif tag == "rating" or tag == "star-rating":
-            value = (child.findtext("value") or "").strip()
+            value = next((v.text or "" for v in child if v.tag == "value"), "").strip()
             if value and tag == "rating":
                 ratings.append((child.get("system"), value))
             elif value and star_rating is None:
@@ -581,13 +606,14 @@ def _read_programme(elem: Any, lang: str | None, stats: ParseStats) -> tuple[Xml
                 length_seconds = int(amount) * factor
         elif tag == "credits":
             for person in child:
-                name = person.text
-                if not isinstance(person.tag, str) or not name or not (name := name.strip()):
+                kind, name = person.tag, person.text
+                if not isinstance(kind, str) or not name or not (name := name.strip()):
                     continue
-                credits.setdefault(person.tag, []).append(name)
-                role = person.get("role")
-                if role and person.tag == "actor":
-                    actor_roles.append((name, role))
+                credits.setdefault(kind, []).append(name)
+                if kind == "actor":
+                    role = person.get("role")
+                    if role:
+                        actor_roles.append((name, role))
 
     episode_num, season, episode, part = _episode(systems) if systems else (None, None, None, None)
     rating_system, rating = ratings[0] if ratings else (None, None)
@@ -763,6 +789,7 @@ def _parse(
     root: Any = None
     seen_ids: set[str] = set()
     last_line = 0
+    pending_free = 0
     try:
         for _event, elem in events:
             if root is None:
@@ -786,22 +813,27 @@ def _parse(
                     seen_ids.add(channel.id)
                     stats.channels += 1
                     yield channel
-            # Free what has been read: the element's content and everything before it, so the
-            # tree never holds more than the current record.
+            # Free what has been read: the element's content at once, and the emptied elements
+            # before it in batches (at its end event an element is its parent's last child), so the
+            # tree never holds more than a few hundred empty shells.
             elem.clear(keep_tail=False)
-            while elem.getprevious() is not None:
-                del elem.getparent()[0]
+            pending_free += 1
+            if pending_free >= _FREE_BATCH:
+                pending_free = 0
+                parent = elem.getparent()
+                if parent is not None:
+                    del parent[:-1]
     except etree.XMLSyntaxError as exc:
         raise _syntax_error(exc, getattr(events, "error_log", None), reader) from exc
     except EOFError as exc:
         raise Invalid(
-            f"The guide's compressed data ends early (after line {last_line} of the XML). "
+            f"The guide's compressed data ends early ({_where(last_line)}). "
             "The download was probably cut off; refresh the guide to fetch it again.",
             code="XMLTV_TRUNCATED",
         ) from exc
     except (gzip.BadGzipFile, zlib.error, lzma.LZMAError) as exc:
         raise Invalid(
-            f"The guide's compressed data is corrupt (after line {last_line} of the XML): {exc}. "
+            f"The guide's compressed data is corrupt ({_where(last_line)}): {exc}. "
             "Refresh the guide; if it keeps failing, the provider's file is damaged.",
             code="XMLTV_MALFORMED",
         ) from exc
@@ -810,6 +842,15 @@ def _parse(
         if document_root is None or document_root.tag != "tv":
             raise _not_xmltv(reader.head, None if document_root is None else str(document_root.tag))
     programmes.close()
+
+
+def _where(last_line: int) -> str:
+    """Where in the XML a compressed stream failed, for the error message."""
+    return (
+        f"after line {last_line} of the XML"
+        if last_line
+        else "before the first complete channel or programme"
+    )
 
 
 # --- subprocess entry point ------------------------------------------------------------------------
