@@ -177,8 +177,11 @@ async def update_user(user_id: int, data: UserPatchIn) -> dict[str, Any]:
 
 @bp.delete("/users/<int:user_id>")
 async def delete_user(user_id: int) -> tuple[str, int]:
-    async with services().db.transaction() as session:
+    svc = services()
+    async with svc.db.transaction() as session:
         await service.delete_user(session, await service.get_user(session, user_id))
+    # The user's TVHeadend login (if TIC issued one) goes too; the job is registered by the publish domain.
+    await svc.broker.enqueue("sync_tvheadend_users", requested_by=g.user.username)
     return "", 204
 
 

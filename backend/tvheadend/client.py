@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import logging
-import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -16,10 +13,10 @@ import aiohttp
 from yarl import URL
 
 from backend.errors import UpstreamError
+from backend.tvheadend.auth import AuthMode, TvhAuth
 
 log = logging.getLogger(__name__)
 
-AuthMode = Literal["basic", "digest", "none"]
 DvrGridKind = Literal["all", "upcoming", "finished", "failed", "removed"]
 Row = dict[str, Any]
 
@@ -28,26 +25,10 @@ Row = dict[str, Any]
 PAGE_SIZE = 500
 
 _UUID_RE = re.compile(r"^[0-9a-f]{32}$")
-_CHALLENGE_PARAM_RE = re.compile(r'([\w-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
 _RIGHTS_HINT = (
     "TIC needs a TVHeadend user with an access entry granting admin, web interface, streaming and "
     "DVR rights, and a password entry for the same username"
 )
-
-
-def _hexdigest(name: str) -> Callable[[bytes], str]:
-    def digest(data: bytes) -> str:
-        return hashlib.new(name, data).hexdigest()
-
-    return digest
-
-
-#: Digest algorithms TVHeadend can offer (config `digest_algo`); the strongest offered one is used.
-_DIGEST_ALGORITHMS: dict[str, Callable[[bytes], str]] = {
-    "MD5": _hexdigest("md5"),
-    "SHA-256": _hexdigest("sha256"),
-    "SHA-512-256": _hexdigest("sha512_256"),
-}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -131,45 +112,6 @@ class _Reply:
     location: str | None
 
 
-@dataclass
-class _DigestChallenge:
-    realm: str
-    nonce: str
-    opaque: str | None
-    qop: bool
-    algorithm: str
-    nonce_count: int = 0
-
-
-def _parse_challenges(headers: Sequence[str]) -> tuple[_DigestChallenge | None, bool]:
-    """The first Digest challenge we can answer (TVHeadend lists the strongest first); was Basic offered?"""
-    digest: _DigestChallenge | None = None
-    basic = False
-    for header in headers:
-        scheme, _, rest = header.strip().partition(" ")
-        if scheme.lower() == "basic":
-            basic = True
-            continue
-        if scheme.lower() != "digest" or digest is not None:
-            continue
-        params = {
-            m.group(1).lower(): m.group(2) if m.group(2) is not None else m.group(3)
-            for m in _CHALLENGE_PARAM_RE.finditer(rest)
-        }
-        algorithm = params.get("algorithm", "MD5").upper()
-        if algorithm not in _DIGEST_ALGORITHMS or "nonce" not in params:
-            continue
-        qops = {q.strip() for q in params.get("qop", "").split(",")}
-        digest = _DigestChallenge(
-            realm=params.get("realm", ""),
-            nonce=params["nonce"],
-            opaque=params.get("opaque"),
-            qop="auth" in qops,
-            algorithm=algorithm,
-        )
-    return digest, basic
-
-
 def _encode_form(args: Mapping[str, Any]) -> dict[str, str]:
     """Form fields as TVHeadend reads them: structured values are JSON strings, flags are 1/0."""
     form: dict[str, str] = {}
@@ -221,11 +163,9 @@ class TvheadendClient:
         self._base = url.with_user(None).with_password(None)
         self._session = session
         self._username = username
-        self._password = password
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._timeout_seconds = timeout
-        self._scheme: Literal["basic", "digest"] | None = None
-        self._digest: _DigestChallenge | None = None
+        self._auth = TvhAuth(username, password)
         self._reachable = True
 
     # -- properties ------------------------------------------------------------------------------------
@@ -242,9 +182,7 @@ class TvheadendClient:
     @property
     def auth_mode(self) -> AuthMode:
         """How this client authenticates: "none" without credentials, else the scheme the server accepted."""
-        if not self._username:
-            return "none"
-        return self._scheme or "basic"
+        return self._auth.mode
 
     # -- low-level calls -------------------------------------------------------------------------------
 
@@ -305,61 +243,12 @@ class TvheadendClient:
     def _url(self, path: str) -> URL:
         return self._base.with_path(f"{self._base.path.rstrip('/')}/api/{path.lstrip('/')}")
 
-    def _authorization(self, method: str, url: URL) -> str | None:
-        if not self._username:
-            return None
-        if self._scheme == "digest" and self._digest is not None:
-            return self._digest_header(method, url.raw_path_qs, self._digest)
-        token = base64.b64encode(f"{self._username}:{self._password}".encode()).decode("ascii")
-        return f"Basic {token}"
-
-    def _digest_header(self, method: str, uri: str, challenge: _DigestChallenge) -> str:
-        digest = _DIGEST_ALGORITHMS[challenge.algorithm]
-        challenge.nonce_count += 1
-        nc = f"{challenge.nonce_count:08x}"
-        cnonce = os.urandom(8).hex()
-        ha1 = digest(f"{self._username}:{challenge.realm}:{self._password}".encode())
-        ha2 = digest(f"{method}:{uri}".encode())
-        if challenge.qop:
-            response = digest(f"{ha1}:{challenge.nonce}:{nc}:{cnonce}:auth:{ha2}".encode())
-        else:
-            response = digest(f"{ha1}:{challenge.nonce}:{ha2}".encode())
-        user = self._username.replace("\\", "\\\\").replace('"', '\\"')
-        parts = [
-            f'username="{user}"',
-            f'realm="{challenge.realm}"',
-            f'nonce="{challenge.nonce}"',
-            f'uri="{uri}"',
-            f"algorithm={challenge.algorithm}",
-            f'response="{response}"',
-        ]
-        if challenge.opaque is not None:
-            parts.append(f'opaque="{challenge.opaque}"')
-        if challenge.qop:
-            parts += ["qop=auth", f"nc={nc}", f'cnonce="{cnonce}"']
-        return "Digest " + ", ".join(parts)
-
-    def _learn(self, reply: _Reply) -> bool:
-        """Take in a 401's challenge; True when a retry with (new) credentials makes sense."""
-        if not self._username:
-            return False
-        digest, basic = _parse_challenges(reply.challenges)
-        if digest is not None:
-            # A fresh nonce (first contact, or the cached one expired): switch to or stay on Digest.
-            self._digest = digest
-            self._scheme = "digest"
-            return True
-        if basic and self._scheme != "basic":
-            self._scheme = "basic"
-            self._digest = None
-            return True
-        return False
-
     async def _send_authenticated(self, path: str, form: Mapping[str, str]) -> _Reply:
         url = self._url(path)
-        reply = await self._send(url, path, form, self._authorization("POST", url))
-        if reply.status == 401 and self._learn(reply):
-            reply = await self._send(url, path, form, self._authorization("POST", url))
+        reply = await self._send(url, path, form, self._auth.header("POST", url))
+        if reply.status == 401 and self._auth.learn(reply.challenges):
+            # A fresh nonce (first contact, or the cached one expired) or another scheme: retry once.
+            reply = await self._send(url, path, form, self._auth.header("POST", url))
         return reply
 
     async def _send(self, url: URL, path: str, form: Mapping[str, str], authorization: str | None) -> _Reply:

@@ -34,6 +34,39 @@ SW_VERSION = "4.3-2715~g80729d2f6"
 API_VERSION = 19
 TS_PACKET_SIZE = 188
 
+#: A stand-in for TVHeadend's web UI (extjs.html): like the real one it uses relative URLs, opens
+#: `comet/ws` with the `tvheadend-comet` protocol and POSTs form-encoded XHRs to `api/...`. It writes what
+#: it receives into the page, for browser tests.
+EXTJS_PAGE = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>Tvheadend</title></head>
+<body><h1>Tvheadend</h1>
+<div id="comet" data-state="connecting"></div>
+<pre id="api"></pre>
+<script>
+(function () {
+  var comet = document.getElementById("comet");
+  var scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  var dir = location.pathname.replace(/[^/]*$/, "");
+  var ws = new WebSocket(scheme + "//" + location.host + dir + "comet/ws", "tvheadend-comet");
+  ws.onopen = function () { comet.dataset.state = "open"; };
+  ws.onmessage = function (ev) {
+    var line = document.createElement("div");
+    line.className = "comet-message";
+    line.textContent = ev.data;
+    comet.appendChild(line);
+  };
+  ws.onclose = function (ev) { comet.dataset.state = "closed:" + ev.code; };
+  var xhr = new XMLHttpRequest();
+  xhr.open("POST", "api/serverinfo");
+  xhr.setRequestHeader("Content-Type", "application/x-www-form-urlencoded; charset=UTF-8");
+  xhr.setRequestHeader("X-Requested-With", "XMLHttpRequest");
+  xhr.onload = function () { document.getElementById("api").textContent = xhr.status + " " + xhr.responseText; };
+  xhr.send("");
+})();
+</script>
+</body></html>
+"""
+
 # ---------------------------------------------------------------------------------------------------
 # Small helpers: errors, JSON, coercion
 # ---------------------------------------------------------------------------------------------------
@@ -1673,7 +1706,9 @@ class FakeTvheadend:
         if path == "xmltv/channels":
             self._require(ctx.principal, "streaming")
             return self._xmltv_channels()
-        if path in ("extjs.html", "login"):
+        if path == "extjs.html":
+            return web.Response(text=EXTJS_PAGE, content_type="text/html")
+        if path == "login":
             return web.Response(text="<html><body>Tvheadend</body></html>", content_type="text/html")
         raise HttpError(404)
 
