@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from quart import Response, current_app, g, redirect, request
 
@@ -39,10 +39,16 @@ user_required = _mark("user")
 admin_required = _mark("admin")
 #: Client outputs: a valid stream key in the path (`stream_key`) or `?stream_key=`; nothing else.
 stream_key_required = _mark("stream_key")
+#: Admins only, for the TVHeadend proxy: TVHeadend's own UI cannot send TIC's CSRF header, so a
+#: cookie-authenticated unsafe request must instead come from TIC's own origin (Origin, else Referer).
+admin_proxy = _mark("admin_same_origin")
+#: Media a browser plays while logged in and an IPTV client fetches with `?stream_key=` (recordings' HLS).
+user_or_stream_key = _mark("user_or_stream_key")
 
 
 def route_policy(view_functions: dict[str, Any], endpoint: str | None) -> str:
-    """The auth policy of an endpoint: public, user, admin (the default) or stream_key."""
+    """The auth policy of an endpoint: public, user, admin (the default), stream_key, user_or_stream_key
+    or admin_same_origin."""
     if endpoint is None:
         return "public"
     if endpoint in PUBLIC_ENDPOINTS or endpoint.endswith(".static"):
@@ -73,10 +79,19 @@ async def enforce_auth() -> Response | None:
         await _authenticate_stream_key()
         return None
     await _identify()
+    if policy == "user_or_stream_key":
+        if g.user is None:
+            if not request.args.get("stream_key"):
+                raise Unauthorized("Log in, or add your stream key to the URL (?stream_key=…)")
+            await _authenticate_stream_key()
+        return None
     if g.user is None:
         if wants_json():
             raise Unauthorized("Log in first, or send an API token as 'Authorization: Bearer …'")
         return redirect("/login?next=" + quote(request.full_path.rstrip("?"), safe="/?=&"))  # type: ignore[return-value]
+    if policy == "admin_same_origin":
+        _enforce_admin_same_origin()
+        return None
     if policy == "admin" and g.user.role != ADMIN:
         raise Forbidden("This needs an admin account", code="ADMIN_REQUIRED")
     if g.auth_method == "session" and request.method not in SAFE_METHODS:
@@ -86,6 +101,52 @@ async def enforce_auth() -> Response | None:
         if not auth_service.csrf_matches(g.csrf_token, given):
             raise Forbidden("Missing or wrong CSRF token: reload the page and try again", code="CSRF_FAILED")
     return None
+
+
+# -- admin_same_origin: the TVHeadend proxy (a separate policy branch; nothing above depends on it) -------
+
+
+def _enforce_admin_same_origin() -> None:
+    if g.user.role != ADMIN:
+        raise Forbidden("This needs an admin account", code="ADMIN_REQUIRED")
+    if g.auth_method == "session" and request.method not in SAFE_METHODS:
+        given = request.headers.get(CSRF_HEADER)
+        if given is not None and auth_service.csrf_matches(g.csrf_token, given):
+            return
+        if not same_origin(request.headers, request.host):
+            raise Forbidden(
+                "This request did not come from TIC's own pages (Origin/Referer mismatch)",
+                code="CROSS_ORIGIN",
+            )
+
+
+def _netloc(value: str, scheme: str) -> str:
+    """host[:port] in lower case, without the scheme's default port."""
+    value = value.strip().lower()
+    for suffix, default_for in ((":80", "http"), (":443", "https")):
+        if value.endswith(suffix) and scheme in (default_for, ""):
+            return value[: -len(suffix)]
+    return value
+
+
+def same_origin(headers: Any, host: str) -> bool:
+    """Whether the browser says the request comes from a page served by this host.
+
+    Browsers send Origin on every cross-origin request and on all non-GET fetches and form posts; Referer
+    is the fallback for old browsers. Neither, or "null" (sandboxed or privacy-stripped), is refused.
+    Behind trusted reverse proxies the forwarded host counts too.
+    """
+    source = headers.get("Origin") or headers.get("Referer") or ""
+    if not source or source == "null":
+        return False
+    parts = urlsplit(source)
+    if not parts.netloc:
+        return False
+    origin = _netloc(parts.netloc, parts.scheme)
+    allowed = {_netloc(host, "")}
+    if services().config.trusted_proxies > 0 and headers.get("X-Forwarded-Host"):
+        allowed.add(_netloc(headers["X-Forwarded-Host"].split(",")[-1], ""))
+    return origin in allowed
 
 
 async def _identify() -> None:

@@ -1,0 +1,1 @@
+"""The authenticated reverse proxy to TVHeadend at /tic-tvh/ and the stream-key stream routes."""
