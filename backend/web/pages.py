@@ -33,16 +33,7 @@ bp = Blueprint("web", __name__)
 
 FORM_CSRF_COOKIE = "tic_form_csrf"
 
-PLACEHOLDERS = {
-    "/playlists": (
-        "Playlists",
-        "Playlist sources (M3U, Xtream Codes) are managed here once that feature lands.",
-    ),
-    "/epgs": ("EPGs", "XMLTV guide sources are managed here once that feature lands."),
-    "/channels": ("Channels", "Your curated lineup is built here once that feature lands."),
-    "/dvr": ("DVR", "Recordings and series rules appear here once the DVR feature lands."),
-    "/tvheadend": ("TVHeadend", "TVHeadend's own UI will be reachable here through TIC's login."),
-}
+PLACEHOLDERS: dict[str, tuple[str, str]] = {}
 
 
 def redirect(location: str) -> Response:
