@@ -197,6 +197,22 @@ async def get_recording(session: AsyncSession, user: User, recording_id: int) ->
     return rec
 
 
+async def check_recording_file_access(session: AsyncSession, user: User, tvh_uuid: str) -> None:
+    """May `user` fetch TVHeadend's file of the recording `tvh_uuid`? Raises DvrForbidden or RecordingNotFound.
+
+    Users who see all recordings may fetch any file, also ones recorded outside TIC; users with "own"
+    access only files of recordings TIC made for them (anything else is "not found", not "forbidden",
+    so a uuid does not reveal that someone else's recording exists).
+    """
+    if dvr_scope(user) == "all":
+        return
+    owner = await session.scalar(
+        select(Recording.owner_id).where(Recording.tvh_uuid == tvh_uuid, Recording.deleted.is_(False))
+    )
+    if owner != user.id:
+        raise RecordingNotFound("No such recording")
+
+
 async def needs_reconcile(session: AsyncSession) -> bool:
     """Is anything waiting for TVHeadend (scheduled, recording, or a cancel/stop/delete not yet sent)?"""
     found = await session.execute(

@@ -159,6 +159,7 @@ async def test_playlist_connection(data: ConnectionTestIn) -> dict[str, Any]:
     if data.playlist_id is not None:
         async with svc.db.session() as session:
             source = await service.get_source(session, data.playlist_id)
+            values = service.restore_secrets(source, values)
             if source.xc_password_enc and (not data.xc_password or data.xc_password == service.MASK):
                 stored = svc.keyring.decrypt(source.xc_password_enc)
     if values.get("xc_password") == service.MASK:

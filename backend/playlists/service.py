@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db import iso_z, utcnow
+from backend.download import redact_url
 from backend.errors import Conflict, Invalid, NotFound
 from backend.keys import Keyring
 from backend.playlists.models import KINDS, PlaylistSource, Stream
@@ -21,6 +22,8 @@ from backend.playlists.xtream import normalize_server
 
 #: What the API shows instead of a stored password; sending it back keeps the password.
 MASK = "********"
+#: Request headers whose values are credentials: shown as MASK, never in full.
+_SECRET_HEADER = re.compile(r"(?i)authorization|cookie|token|secret|pass|api-?key|auth")
 MIN_REFRESH_MINUTES = 5
 MAX_REFRESH_MINUTES = 30 * 24 * 60
 MAX_HEADERS = 30
@@ -164,18 +167,29 @@ def _bounded(value: Any, field: str, low: int, high: int, errors: dict[str, str]
 # -- sources -------------------------------------------------------------------------------------
 
 
+def restore_secrets(source: PlaylistSource, values: dict[str, Any]) -> dict[str, Any]:
+    """Values sent back exactly as the API shows them (a redacted URL, masked header values) mean "unchanged"."""
+    out = dict(values)
+    if source.url and out.get("url") == redact_url(source.url):
+        out["url"] = source.url
+    headers = out.get("headers")
+    if isinstance(headers, dict) and source.headers:
+        out["headers"] = {k: source.headers.get(k, v) if v == MASK else v for k, v in headers.items()}
+    return out
+
+
 def source_out(source: PlaylistSource) -> dict[str, Any]:
     return {
         "id": source.id,
         "name": source.name,
         "enabled": source.enabled,
         "kind": source.kind,
-        "url": source.url,
+        "url": redact_url(source.url) if source.url else None,
         "xc_server": source.xc_server,
         "xc_username": source.xc_username,
         "xc_password": MASK if source.xc_password_enc else None,
         "user_agent": source.user_agent,
-        "headers": dict(source.headers or {}),
+        "headers": {k: MASK if _SECRET_HEADER.search(k) else v for k, v in (source.headers or {}).items()},
         "connection_limit": source.connection_limit,
         "refresh_interval_minutes": source.refresh_interval_minutes,
         "position": source.position,
@@ -246,6 +260,7 @@ async def update_source(
     session: AsyncSession, keyring: Keyring, source: PlaylistSource, changes: dict[str, Any]
 ) -> PlaylistSource:
     """Apply changes (only the keys given) after checking the whole resulting definition."""
+    changes = restore_secrets(source, changes)
     current = {
         "name": source.name,
         "kind": source.kind,

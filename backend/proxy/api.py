@@ -12,6 +12,7 @@ from quart_schema import hide
 from backend.auth import service as auth_service
 from backend.auth.guard import SESSION_COOKIE, admin_proxy, same_origin, stream_key_required
 from backend.auth.models import ADMIN
+from backend.dvr import service as dvr_service
 from backend.edge import allow_large_bodies, services
 from backend.errors import AppError, Forbidden, NotFound
 from backend.proxy import backpressure, relay
@@ -163,5 +164,7 @@ async def stream_dvrfile(uuid: str) -> Response:
     """A TVHeadend recording file (Range supported) for users with DVR access; `?stream_key=` authenticates."""
     if g.user.role != ADMIN and g.user.dvr_access == "none":
         raise Forbidden("Your TIC account has no DVR access", code="DVR_ACCESS_REQUIRED")
-    # Seam for the DVR feature: "own" access should be checked against the recording's owner here.
+    if _UUID_RE.match(uuid):
+        async with services().db.session() as session:
+            await dvr_service.check_recording_file_access(session, g.user, uuid)
     return await _relay_stream("dvrfile", uuid)

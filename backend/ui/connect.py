@@ -17,7 +17,6 @@ from backend.edge import services
 from backend.errors import AppError
 from backend.playlists.models import PlaylistSource
 from backend.settings import service as settings_service
-from backend.ui.routes import has_route
 from backend.web.pages import _ctx, redirect
 
 bp = Blueprint("connect", __name__)
@@ -68,8 +67,6 @@ async def connection_context(session: AsyncSession, user: User) -> dict[str, Any
         "target": user,
         "urls": client_urls(base_url(public or ""), key, playlists),
         "public_base_url": public or "",
-        "outputs_live": has_route("/tic-api/playlist/combined.m3u"),
-        "hdhr_live": has_route(f"/tic-api/hdhr_device/{key}/combined/discover.json"),
     }
 
 

@@ -141,7 +141,6 @@ async def dashboard() -> Any:
             lineup=lineup,
             tvh_configured=tvh_configured,
             tvh_url=_without_credentials(settings.get("tvh_url") or ""),
-            tvh_status_api=has_route("/tic-api/tvheadend/status"),
             last_publish=last_publish,
             recordings=recordings,
             disk=disk,

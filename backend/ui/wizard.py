@@ -22,7 +22,6 @@ from backend.settings import service as settings_service
 from backend.settings.hooks import run_change_hooks
 from backend.ui import overview
 from backend.ui.connect import connection_context
-from backend.ui.routes import has_route
 from backend.ui.wizard_state import STEP_SLUGS, STEPS, WizardProgress, parse_progress
 from backend.web.pages import _ctx, redirect
 
@@ -45,11 +44,6 @@ API: dict[str, tuple[str, str]] = {
 }
 #: Groups listed per playlist in the channels step; more than this is a job for the channels page.
 MAX_GROUPS = 500
-
-
-def api_available(name: str) -> bool:
-    method, path = API[name]
-    return has_route(path.replace("{id}", "1"), method)
 
 
 async def load_progress(session: AsyncSession) -> WizardProgress:
@@ -93,10 +87,10 @@ async def _groups(session: AsyncSession) -> list[dict[str, Any]]:
 async def _step_context(session: AsyncSession, slug: str) -> dict[str, Any]:
     if slug == "playlist":
         sources = await overview.playlist_sources(session)
-        return {"sources": sources, "ready": api_available("create_playlist"), "can_continue": bool(sources)}
+        return {"sources": sources, "can_continue": bool(sources)}
     if slug == "epg":
         sources = await overview.epg_sources(session)
-        return {"sources": sources, "ready": api_available("create_epg"), "can_continue": bool(sources)}
+        return {"sources": sources, "can_continue": bool(sources)}
     channel_count = int((await session.execute(select(func.count()).select_from(Channel))).scalar_one())
     if slug == "channels":
         next_number = int((await session.execute(select(func.max(Channel.number)))).scalar_one() or 0) + 1
@@ -104,7 +98,6 @@ async def _step_context(session: AsyncSession, slug: str) -> dict[str, Any]:
             "playlists": await _groups(session),
             "channel_count": channel_count,
             "next_number": next_number,
-            "ready": api_available("channels_from_groups"),
             "can_continue": channel_count > 0,
         }
     if slug == "match":
@@ -112,7 +105,6 @@ async def _step_context(session: AsyncSession, slug: str) -> dict[str, Any]:
         return {
             "lineup": lineup,
             "channel_count": channel_count,
-            "ready": api_available("match_epg"),
             "can_continue": lineup["mapped"] > 0,
         }
     if slug == "tvheadend":
@@ -121,20 +113,14 @@ async def _step_context(session: AsyncSession, slug: str) -> dict[str, Any]:
         keys = ("tvh_url", "tvh_username", "tvh_password")
         return {
             "values": {k: values.get(k, "") for k in keys},
-            "ready": all(k in settings_service.REGISTRY for k in keys),
-            "status_api": api_available("tvh_status"),
             "can_continue": bool(values.get("tvh_url")),
         }
     if slug == "publish":
         svc = services()
-        tvh_url = ""
-        if "tvh_url" in settings_service.REGISTRY:
-            tvh_url = await settings_service.get_setting(session, svc.keyring, "tvh_url")
+        tvh_url = await settings_service.get_setting(session, svc.keyring, "tvh_url")
         return {
             "tvh_configured": bool(tvh_url),
             "channel_count": channel_count,
-            "ready": api_available("publish"),
-            "preview_api": api_available("publish_preview"),
         }
     return {}
 

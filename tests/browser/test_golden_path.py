@@ -165,9 +165,14 @@ def test_golden_path(browser: Any, world: dict[str, Any], screenshots: Path) -> 
             "the /dvr page and recordings/poll (issue 9)",
         ):
             page.goto("/dvr")
-            page.get_by_text(re.compile("recording", re.I)).first.wait_for(timeout=60_000)
+            # The row itself, not headings like "Schedule a recording" or "Completed (0)".
+            page.locator("section[aria-labelledby=dvr-now] tr[data-recording-id] .badge-running").wait_for(
+                timeout=60_000
+            )
             tvh.state.advance(3 * 3600)
-            page.get_by_text(re.compile("completed", re.I)).first.wait_for(timeout=60_000)
+            # No reload: the page's long poll moves the row into the Completed section.
+            page.locator("section[aria-labelledby=dvr-done] tr[data-recording-id]").first.wait_for(timeout=60_000)
+            assert not page.locator("section[aria-labelledby=dvr-now] tr[data-recording-id]").count()
             shoot(page, screenshots, "golden-dvr-desktop")
 
         with step(

@@ -357,3 +357,45 @@ async def test_deleting_a_playlist_removes_its_streams(admin: ApiClient, provide
     assert len(await all_streams(admin, source["id"])) == 4
     assert (await admin.delete(f"/tic-api/playlists/{source['id']}")).status_code == 204
     assert (await json_of(await admin.get("/tic-api/streams"), 200))["total"] == 0
+
+
+async def test_credentials_in_urls_and_headers_are_never_shown_back(
+    admin: ApiClient, provider: FakeProvider, svc: Any
+) -> None:
+    provider.add_corpus_file("/ok.m3u", "m3u/aptv__iptv.m3u")
+    secret_url = provider.url("/ok.m3u?username=u&password=s3cret")
+    created = await create_playlist(
+        admin, url=secret_url, headers={"Authorization": "Bearer tok-123", "Referer": "http://r/"}
+    )
+    shown = await json_of(await admin.get(f"/tic-api/playlists/{created['id']}"), 200)
+    assert shown["url"] == provider.url("/ok.m3u?username=***&password=***")
+    assert shown["headers"] == {"Authorization": "********", "Referer": "http://r/"}
+    page = await (await admin.get(f"/playlists/{created['id']}")).get_data(as_text=True)
+    assert "password=***" in page and "s3cret" not in page and "tok-123" not in page
+    # Sending back what the API showed (as an edit form does) keeps the stored secrets.
+    await json_of(
+        await admin.patch(
+            f"/tic-api/playlists/{created['id']}",
+            json={"name": "Renamed", "url": shown["url"], "headers": shown["headers"]},
+        ),
+        200,
+    )
+    async with svc.db.session() as session:
+        row = await session.get(PlaylistSource, created["id"])
+        assert row.url == secret_url and row.headers["Authorization"] == "Bearer tok-123"
+    # The connection test of the saved source uses the stored values too.
+    provider.requests.clear()
+    body = await json_of(
+        await admin.post(
+            "/tic-api/playlists/test",
+            json={
+                "playlist_id": created["id"],
+                "kind": "m3u_url",
+                "url": shown["url"],
+                "headers": shown["headers"],
+            },
+        ),
+        200,
+    )
+    assert body["ok"] is True, body
+    assert provider.requests[-1].headers["Authorization"] == "Bearer tok-123"

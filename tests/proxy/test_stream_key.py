@@ -72,6 +72,11 @@ async def test_recordings_with_range_need_dvr_access(
             async with player.get(f"{path}?stream_key={viewer_key}") as resp:
                 assert resp.status == 200
                 assert await resp.read() == seeded.payload
+            # "own" access: only recordings TIC made for this user; this one was made in TVHeadend.
+            await proxied.api("PATCH", f"/tic-api/users/{viewer_id}", {"dvr_access": "own"})
+            async with player.get(f"{path}?stream_key={viewer_key}") as resp:
+                assert resp.status == 404
+                assert (await resp.json())["code"] == "RECORDING_NOT_FOUND"
         finally:
             await proxied.api("PATCH", f"/tic-api/users/{viewer_id}", {"dvr_access": "none"})
 
