@@ -122,7 +122,9 @@ class TicServer:
             return pool.submit(asyncio.run, run()).result(timeout=120)
 
 
-@pytest.fixture(scope="session")
+# Package scope: Playwright's sync API keeps a loop on this thread while it runs, so it must be closed
+# before other packages' browser tests (tests/dvr, tests/proxy) start their own Playwright.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Chromium is needed for the browser tests: {CHROMIUM} is missing (make system-deps)")
