@@ -39,8 +39,6 @@ bp = Blueprint("epgs", __name__, url_prefix="/tic-api")
 allow_large_bodies(r"^/tic-api/epgs/\d+/upload$")
 allow_large_bodies(r"^/epgs/\d+/upload$")
 
-_WRITE_BATCH = 1024 * 1024
-
 
 def _requested_by() -> str | None:
     user = g.get("user")

@@ -17,8 +17,9 @@ log = logging.getLogger(__name__)
 REFRESH_JOB = "refresh_epg"
 DUE_JOB = "refresh_due_epgs"
 #: Jobs of other domains that depend on the guide, queued (by name, when registered) after an
-#: import changed it: the clients' XMLTV output and the DVR series rules.
-FOLLOW_UPS = ("build_xmltv", "apply_dvr_rules")
+#: import changed it: the clients' XMLTV output, the DVR series rules and the guide pushed into
+#: TVHeadend's XMLTV socket (a no-op when TVHeadend fetches the guide itself with tv_grab_tic).
+FOLLOW_UPS = ("build_xmltv", "apply_dvr_rules", "push_tvheadend_guide")
 
 
 def refresh_key(source_id: int) -> str:

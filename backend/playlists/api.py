@@ -12,6 +12,7 @@ from backend.edge import allow_large_bodies, listing, page_args, receive_upload,
 from backend.errors import Conflict, Invalid
 from backend.playlists import importer, service
 from backend.playlists.jobs import REFRESH_JOB, refresh_key
+from backend.playlists.models import PlaylistSource
 from backend.playlists.schemas import (
     ConnectionTestIn,
     ConnectionTestOut,
@@ -23,6 +24,7 @@ from backend.playlists.schemas import (
     StreamList,
     StreamOut,
 )
+from backend.publish.jobs import PUBLISH
 from backend.schemas import TaskQueued
 from backend.tasks.offload import run_blocking
 
@@ -35,6 +37,10 @@ allow_large_bodies(r"^/tic-api/playlists/\d+/upload$")
 allow_large_bodies(r"^/playlists/\d+/upload$")
 
 _WRITE_BATCH = 1024 * 1024
+
+#: Fields of a playlist that TVHeadend receives when the lineup is published: its network's name and
+#: max streams, the HTTP headers of its streams' muxes, and whether its streams are published at all.
+PUBLISHED_FIELDS = ("name", "enabled", "connection_limit", "user_agent", "headers")
 
 
 def _requested_by() -> str | None:
@@ -50,6 +56,23 @@ async def queue_import(source_id: int, *, force: bool) -> int:
         key=refresh_key(source_id),
         args={"playlist_id": source_id, "force": force},
         requested_by=_requested_by(),
+    )
+    return result.task_id
+
+
+def published_values(source: PlaylistSource) -> tuple[Any, ...]:
+    """What of a playlist a publish writes into TVHeadend, to tell whether an edit needs one."""
+    return tuple(getattr(source, name) for name in PUBLISHED_FIELDS)
+
+
+async def queue_lineup_publish() -> int:
+    """Queue the TVHeadend publish after a playlist change that alters what TVHeadend gets.
+
+    It shares the dedupe key of the publish the channels domain queues, so a burst of edits in both
+    makes one queued publish (which itself waits for the edits to settle). Returns its task id.
+    """
+    result = await services().broker.enqueue(
+        PUBLISH, key=PUBLISH, requested_by=_requested_by() or "playlists"
     )
     return result.task_id
 
@@ -90,8 +113,13 @@ async def update_playlist(playlist_id: int, data: PlaylistPatch) -> dict[str, An
     changes = {key: getattr(data, key) for key in data.model_fields_set}
     async with svc.db.transaction() as session:
         source = await service.get_source(session, playlist_id)
+        before = published_values(source)
         await service.update_source(session, svc.keyring, source, changes)
-        return service.source_out(source)
+        out = service.source_out(source)
+        published_changed = published_values(source) != before
+    if published_changed:
+        await queue_lineup_publish()
+    return out
 
 
 @bp.delete("/playlists/<int:playlist_id>")
@@ -101,6 +129,8 @@ async def delete_playlist(playlist_id: int) -> Response:
     async with svc.db.transaction() as session:
         await service.delete_source(session, await service.get_source(session, playlist_id))
     await run_blocking(service.upload_path(svc.config.data_dir, playlist_id).unlink, True)
+    # Its network, muxes and the channels that only it fed leave TVHeadend with the next publish.
+    await queue_lineup_publish()
     return Response(status=204)
 
 

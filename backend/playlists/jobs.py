@@ -15,6 +15,8 @@ from backend.tasks.registry import PeriodicJob, job, register_periodic
 log = logging.getLogger(__name__)
 
 REFRESH_JOB = "refresh_playlist"
+#: The TVHeadend publish, registered by the publish domain (jobs are named, not imported).
+PUBLISH_JOB = "publish_tvheadend"
 
 
 def refresh_key(source_id: int) -> str:
@@ -27,7 +29,7 @@ async def refresh_playlist(ctx: JobContext) -> dict[str, Any]:
     """Download (or read) a playlist, parse it and swap its streams in; record the outcome either way."""
     source_id = int(ctx.args["playlist_id"])
     try:
-        return await importer.import_playlist(
+        result = await importer.import_playlist(
             ctx.services, source_id, force=bool(ctx.args.get("force")), progress=ctx.progress
         )
     except NotFound:
@@ -46,6 +48,11 @@ async def refresh_playlist(ctx: JobContext) -> dict[str, Any]:
     except Exception:
         await _record_failure(ctx, source_id, "The import failed with an internal error; see the server log.")
         raise
+    if any(result.get(k) for k in ("added", "updated", "removed")):
+        # Stream URLs or names changed: TVHeadend's muxes follow. The publish shares its dedupe key with
+        # the channels domain's, so an import plus edits make one queued publish.
+        await ctx.broker.enqueue(PUBLISH_JOB, key=PUBLISH_JOB, requested_by=f"playlist:{source_id}")
+    return result
 
 
 async def _record_failure(ctx: JobContext, source_id: int, message: str, status: str = "failed") -> None:

@@ -12,7 +12,7 @@ from backend.download import redact_url
 from backend.edge import services
 from backend.errors import AppError
 from backend.playlists import importer, service
-from backend.playlists.api import queue_import, receive_playlist_file
+from backend.playlists.api import published_values, queue_import, queue_lineup_publish, receive_playlist_file
 from backend.playlists.models import KINDS
 from backend.web.pages import _ctx, redirect
 
@@ -186,15 +186,20 @@ async def edit_playlist_submit(playlist_id: int) -> Response:
         test = await _test(values, playlist_id)
         return await _form_page(source=source, form=_form_echo(values, form), test=test)
     errors = _all_errors(values, errors, password_stored=source["xc_password"] is not None)
+    republish = False
     if not errors:
         try:
             async with svc.db.transaction() as session:
                 row = await service.get_source(session, playlist_id)
+                before = published_values(row)
                 await service.update_source(session, svc.keyring, row, values)
+                republish = published_values(row) != before
         except AppError as exc:
             errors = exc.fields or {"_": exc.message}
     if errors:
         return await _form_page(source=source, form=_form_echo(values, form), errors=errors, status=400)
+    if republish:
+        await queue_lineup_publish()
     await flash("Playlist saved.", "success")
     return redirect("/playlists")
 
@@ -202,10 +207,11 @@ async def edit_playlist_submit(playlist_id: int) -> Response:
 async def _test(values: dict[str, Any], playlist_id: int | None) -> dict[str, Any]:
     svc = services()
     stored = None
-    if playlist_id is not None and not values.get("xc_password"):
+    if playlist_id is not None:
         async with svc.db.session() as session:
             row = await service.get_source(session, playlist_id)
-            if row.xc_password_enc:
+            values = service.restore_secrets(row, values)
+            if row.xc_password_enc and not values.get("xc_password"):
                 stored = svc.keyring.decrypt(row.xc_password_enc)
     try:
         clean, _pw = service.clean_source(
@@ -232,6 +238,7 @@ async def delete_playlist_submit(playlist_id: int) -> Response:
             source = await service.get_source(session, playlist_id)
             name = source.name
             await service.delete_source(session, source)
+        await queue_lineup_publish()
         await flash(f"Playlist {name} and its streams were deleted.", "success")
     except AppError as exc:
         await flash(exc.message, "error")

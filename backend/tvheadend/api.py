@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from quart import Blueprint, request
-from quart_schema import document_request
+from quart_schema import document_request, validate_response
 
 from backend.edge import services
 from backend.errors import Invalid
+from backend.publish import service as publish_service
 from backend.schemas import RequestModel
 from backend.settings.service import MASK
 from backend.tvheadend.service import (
@@ -18,6 +19,8 @@ from backend.tvheadend.service import (
     client_for,
     connection_status,
     load_tvh_settings,
+    managed_counts,
+    publish_status,
     same_server,
 )
 from backend.tvheadend.settings import tvh_url_problem
@@ -33,17 +36,93 @@ class ConnectionTestIn(RequestModel):
     password: str | None = None
 
 
-@bp.get("/status")
-async def get_tvheadend_status() -> dict[str, Any]:
-    """Whether TVHeadend is configured and reachable, its version and what TIC's user may do there.
+class ManagedCounts(BaseModel):
+    """TVHeadend objects TIC manages (recorded by its publishes), by kind."""
 
-    Checks live on every call. `error`/`error_code` say why it is not usable; `warnings` list what works
-    but needs attention (for example a missing `--http_root /tic-tvh`).
+    network: int
+    mux: int
+    channel: int
+    tag: int
+    total: int
+
+
+class PublishSummaryOut(BaseModel):
+    """What a publish applied: counts, per action and kind in `by_kind`, drift put back, problems."""
+
+    created: int
+    updated: int
+    deleted: int
+    by_kind: dict[str, dict[str, int]]
+    drift_repaired: int
+    problems: int
+
+
+class LastPublishOut(BaseModel):
+    id: int
+    task_run_id: int | None
+    #: running, succeeded or failed.
+    status: str
+    started_at: str
+    finished_at: str | None
+    error: str | None
+    summary: PublishSummaryOut
+    read_calls: int
+    write_calls: int
+
+
+class DriftOut(BaseModel):
+    """An object TIC manages that was changed or deleted in TVHeadend (`what`), and put back."""
+
+    kind: str
+    name: str
+    uuid: str | None
+    what: str | None
+    fields: list[str]
+
+
+class TvheadendStatus(BaseModel):
+    configured: bool
+    url: str
+    username: str
+    proxy_url: str
+    reachable: bool
+    ok: bool
+    error: str | None
+    error_code: str | None
+    warnings: list[str]
+    checked_at: str
+    #: Known once TVHeadend answered the check (`ok`).
+    sw_version: str | None = None
+    version: str | None = None
+    api_version: int | None = None
+    auth_mode: str | None = None
+    is_admin: bool | None = None
+    has_dvr: bool | None = None
+    webroot: str | None = None
+    proxy_ready: bool | None = None
+    managed: ManagedCounts
+    last_publish: LastPublishOut | None
+    #: The drift the last publish found (at most 100 entries; `drift_total` counts them all).
+    drift: list[DriftOut]
+    drift_total: int
+
+
+@bp.get("/status")
+@validate_response(TvheadendStatus, 200)
+async def get_tvheadend_status() -> dict[str, Any]:
+    """Whether TVHeadend is configured and reachable, its version and what TIC's user may do there; the
+    objects TIC manages in it, by kind; the last publish with its summary, and the drift it found.
+
+    The connection is checked live on every call. `error`/`error_code` say why it is not usable;
+    `warnings` list what works but needs attention (for example a missing `--http_root /tic-tvh`).
     """
     svc = services()
     async with svc.db.session() as session:
         settings = await load_tvh_settings(session, svc.keyring)
-    return await connection_status(settings, svc.http.api)
+        managed = await managed_counts(session)
+        last = await publish_service.last_publish(session)
+    status = await connection_status(settings, svc.http.api)
+    return {**status, "managed": managed, **publish_status(last)}
 
 
 @bp.post("/test-connection")

@@ -6,17 +6,23 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from yarl import URL
 
 from backend.db import iso_z, utcnow
 from backend.keys import Keyring
+from backend.publish.models import TvhManagedObject
 from backend.settings.service import get_settings
 from backend.tvheadend.client import ConnectionCheck, TvheadendClient, TvheadendError, TvheadendUnavailable
 
 #: The HTTP root TVHeadend must run with (`--http_root /tic-tvh`) so that its UI works through TIC's
 #: proxy at the same path without rewriting URLs.
 PROXY_ROOT = "/tic-tvh"
+#: The kinds of TVHeadend object TIC manages, in the order people read them.
+MANAGED_KINDS = ("network", "mux", "channel", "tag")
+#: Drift entries of the last publish that the status lists (its count is always complete).
+MAX_STATUS_DRIFT = 100
 
 
 @dataclass(frozen=True)
@@ -137,3 +143,46 @@ async def connection_status(settings: TvhSettings, http_session: aiohttp.ClientS
         return out
     out.update(check_out(check), reachable=True, ok=True)
     return out
+
+
+async def managed_counts(session: AsyncSession) -> dict[str, int]:
+    """How many TVHeadend objects TIC manages, by kind (every kind present), and their `total`."""
+    rows = await session.execute(select(TvhManagedObject.kind, func.count()).group_by(TvhManagedObject.kind))
+    counts = dict.fromkeys(MANAGED_KINDS, 0)
+    for kind, count in rows.all():
+        counts[str(kind)] = int(count)
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+def publish_status(last: dict[str, Any] | None) -> dict[str, Any]:
+    """The status's view of the last publish (a `last_publish` record): its result, plan summary and drift.
+
+    The full list of applied operations stays with `GET /tic-api/tvheadend/publish/last`.
+    """
+    if last is None:
+        return {"last_publish": None, "drift": [], "drift_total": 0}
+    drift = list(last.get("drift") or [])
+    summary = dict(last.get("summary") or {})
+    return {
+        "last_publish": {
+            "id": last["id"],
+            "task_run_id": last["task_run_id"],
+            "status": last["status"],
+            "started_at": last["started_at"],
+            "finished_at": last["finished_at"],
+            "error": last["error"],
+            "summary": {
+                "created": int(summary.get("created", 0)),
+                "updated": int(summary.get("updated", 0)),
+                "deleted": int(summary.get("deleted", 0)),
+                "by_kind": summary.get("by_kind") or {"create": {}, "update": {}, "delete": {}},
+                "drift_repaired": int(summary.get("drift_repaired", len(drift))),
+                "problems": int(summary.get("problems", len(last.get("problems") or []))),
+            },
+            "read_calls": last["read_calls"],
+            "write_calls": last["write_calls"],
+        },
+        "drift": drift[:MAX_STATUS_DRIFT],
+        "drift_total": len(drift),
+    }

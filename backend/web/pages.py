@@ -25,9 +25,11 @@ from backend.auth.models import ADMIN
 from backend.db import iso_z
 from backend.edge import services
 from backend.errors import AppError, Forbidden
+from backend.publish import users as tvh_users
 from backend.settings import service as settings_service
 from backend.settings.hooks import run_change_hooks
 from backend.tasks import service as task_service
+from backend.tvheadend.service import load_tvh_settings
 
 bp = Blueprint("web", __name__)
 
@@ -375,15 +377,36 @@ async def settings_submit() -> Any:
 @user_required
 @hide
 async def account_page() -> Any:
+    return await render_account()
+
+
+async def render_account(*, new_token: str | None = None, new_tvh_password: str | None = None) -> Response:
+    """The /account page; a new API token or TVHeadend password is shown in it once, never stored."""
     svc = services()
     async with svc.db.session() as session:
         tokens = await auth_service.list_api_tokens(session, g.user)
+        tvh_login = await tvh_users.get_login(session, g.user.id)
+        tvh_configured = (await load_tvh_settings(session, svc.keyring)).configured
     items = [
         {"id": t.id, "name": t.name, "created_at": iso_z(t.created_at), "last_used_at": iso_z(t.last_used_at)}
         for t in tokens
     ]
     key = auth_service.reveal_stream_key(svc.keyring, g.user)
-    return await render_template("account.html", **_ctx(stream_key=key, tokens=items, new_token=None))
+    body = await render_template(
+        "account.html",
+        **_ctx(
+            stream_key=key,
+            tokens=items,
+            new_token=new_token,
+            tvh_login=tvh_login,
+            tvh_configured=tvh_configured,
+            new_tvh_password=new_tvh_password,
+        ),
+    )
+    response = Response(body, content_type="text/html; charset=utf-8")
+    if new_token is not None or new_tvh_password is not None:
+        response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.post("/account/rotate-stream-key")
@@ -411,14 +434,7 @@ async def account_token_create() -> Any:
         await flash(exc.message, "error")
         return redirect("/account")
     # Render directly instead of redirecting: the token must be shown once and never stored.
-    async with svc.db.session() as session:
-        tokens = await auth_service.list_api_tokens(session, g.user)
-    items = [
-        {"id": t.id, "name": t.name, "created_at": iso_z(t.created_at), "last_used_at": iso_z(t.last_used_at)}
-        for t in tokens
-    ]
-    key = auth_service.reveal_stream_key(svc.keyring, g.user)
-    return await render_template("account.html", **_ctx(stream_key=key, tokens=items, new_token=token))
+    return await render_account(new_token=token)
 
 
 @bp.post("/account/tokens/<int:token_id>/delete")
