@@ -35,8 +35,6 @@ bp = Blueprint("web", __name__)
 
 FORM_CSRF_COOKIE = "tic_form_csrf"
 
-PLACEHOLDERS: dict[str, tuple[str, str]] = {}
-
 
 def redirect(location: str) -> Response:
     """A 302 typed as Quart's Response (werkzeug's helper is typed with its own class)."""
@@ -448,17 +446,3 @@ async def account_token_delete(token_id: int) -> Any:
     except AppError as exc:
         await flash(exc.message, "error")
     return redirect("/account")
-
-
-def _placeholder_view(path: str) -> Any:
-    heading, blurb = PLACEHOLDERS[path]
-
-    async def view() -> Any:
-        return await render_template("placeholder.html", **_ctx(heading=heading, blurb=blurb))
-
-    view.__name__ = "page_" + path.strip("/")
-    return hide(view)
-
-
-for _path in PLACEHOLDERS:
-    bp.add_url_rule(_path, view_func=_placeholder_view(_path), methods=["GET"])
