@@ -124,7 +124,7 @@ def _redact_pairs(query: str) -> str:
     return "&".join(out)
 
 
-def _scrub(text: str) -> str:
+def redact_urls_in_text(text: str) -> str:
     """Redact every URL inside free text, such as an aiohttp exception message."""
     return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
 
@@ -132,7 +132,7 @@ def _scrub(text: str) -> str:
 def _describe(exc: BaseException) -> str:
     # str(), never repr(): the repr of aiohttp response errors includes the request headers, and
     # with them the Authorization header built from the URL's userinfo.
-    return f"{type(exc).__name__}: {_scrub(str(exc))}"
+    return f"{type(exc).__name__}: {redact_urls_in_text(str(exc))}"
 
 
 def _host(safe_url: str) -> str:
@@ -525,7 +525,7 @@ def _map_client_error(
         return _timeout_error(attempt, connect_timeout, read_timeout)
     if isinstance(exc, aiohttp.ClientSSLError):
         return UpstreamError(
-            f"The secure connection to {host} failed ({_scrub(str(exc.os_error))}). "
+            f"The secure connection to {host} failed ({redact_urls_in_text(str(exc.os_error))}). "
             "Check the certificate of the provider, or use its http:// address.",
             code="UPSTREAM_TLS_ERROR",
         )
@@ -535,7 +535,7 @@ def _map_client_error(
         elif isinstance(exc.os_error, ConnectionRefusedError):
             reason = "the connection was refused"
         else:
-            reason = _scrub(exc.strerror or type(exc.os_error).__name__)
+            reason = redact_urls_in_text(exc.strerror or type(exc.os_error).__name__)
         return UpstreamUnavailable(
             f"Could not connect to {host}: {reason}. Check the address and port, and that the provider "
             "is online.",

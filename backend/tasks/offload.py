@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from backend import errors
+from backend.download import redact_urls_in_text
 from backend.errors import AppError
 
 log = logging.getLogger(__name__)
@@ -109,13 +110,19 @@ async def run_in_subprocess(
         if isinstance(cls, type) and issubclass(cls, AppError):
             raise cls(str(err.get("message", "")), code=err.get("code"))
         log.error("Worker process for %s raised %s:\n%s", target, err.get("type"), err.get("traceback", ""))
+        # The message reaches the task history and the UI: URLs in it lose their credentials.
+        detail = redact_urls_in_text(f"{err.get('type')}: {err.get('message')}")
         raise SubprocessFailed(
-            f"The worker process for {target.rsplit(':', 1)[-1]} failed: {err.get('type')}: {err.get('message')}"
+            f"The worker process for {target.rsplit(':', 1)[-1]} failed ({detail}); nothing was changed. "
+            "See the server log for details, then retry"
         )
     if returncode != 0 or "result" not in result:
         tail = b"".join(stderr_tail).decode(errors="replace")[-1500:]
         log.error("Worker process for %s exited with code %s: %s", target, returncode, tail)
         how = f"was killed by signal {-returncode}" if returncode < 0 else f"exited with code {returncode}"
         hint = " (out of memory?)" if returncode == -9 else ""
-        raise SubprocessFailed(f"The worker process {how}{hint} before finishing its work")
+        raise SubprocessFailed(
+            f"The worker process {how}{hint} before finishing its work, so nothing was changed. "
+            "See the server log for details, then retry"
+        )
     return result["result"]

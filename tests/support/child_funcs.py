@@ -43,3 +43,9 @@ def burn_cpu(seconds: float) -> float:
     while time.monotonic() < end:
         x += 1.0
     return x
+
+
+def raise_with_url() -> None:
+    raise ValueError(
+        "cannot read http://alice:s3cret@provider.invalid/get.php?username=alice&password=s3cret"
+    )

@@ -44,6 +44,14 @@ async def test_unexpected_errors_and_dead_children_are_clear() -> None:
     with pytest.raises(SubprocessFailed) as died:
         await run_in_subprocess("tests.support.child_funcs:die_hard")
     assert "exited with code 3" in died.value.message
+    assert "nothing was changed" in died.value.message and "server log" in died.value.message
+
+
+async def test_crash_messages_lose_the_credentials_in_urls() -> None:
+    with pytest.raises(SubprocessFailed) as info:
+        await run_in_subprocess("tests.support.child_funcs:raise_with_url")
+    assert "ValueError" in info.value.message and "provider.invalid" in info.value.message
+    assert "s3cret" not in info.value.message and "alice" not in info.value.message
 
 
 async def test_cancellation_kills_the_child(tmp_path: Path) -> None:
