@@ -40,7 +40,8 @@ class Server:
             [sys.executable, str(SCRIPT)], cwd=REPO, env=full_env, stdout=self.log, stderr=self.log
         )
         async with aiohttp.ClientSession() as http:
-            for _ in range(200):
+            # Generous: a loaded CI machine can take a while to import and migrate before it listens.
+            for _ in range(1200):
                 try:
                     async with http.get(self.base + "/tic-api/health") as resp:
                         if resp.status in (200, 503):
