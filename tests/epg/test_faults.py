@@ -8,6 +8,7 @@ make the suite several times slower); every case is checked and named on failure
 from __future__ import annotations
 
 import gzip
+import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -33,6 +34,11 @@ BILLION_LAUGHS = (
     + b']>\n<tv><channel id="a"><display-name>A</display-name></channel>'
     + b'<programme start="20250101000000" stop="20250101010000" channel="a"><title>&lol9;</title></programme></tv>\n'
 )
+# Binary junk: random bytes (seeded, so a failure is reproducible), an image, and bytes that open
+# like gzip but are not a gzip stream.
+JUNK = random.Random(5).randbytes(16 * 1024)
+PNG = b"\x89PNG\r\n\x1a\n" + random.Random(6).randbytes(4096)
+FAKE_GZIP = b"\x1f\x8b\x08\x00" + random.Random(7).randbytes(4096)
 XXE = (
     b'<?xml version="1.0"?>\n<!DOCTYPE tv [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>\n'
     b'<tv><channel id="x"><display-name>&xxe;</display-name></channel>'
@@ -182,6 +188,11 @@ async def test_bad_guides_fail_clearly_and_keep_the_old_guide(
         ),
         "truncated gzip": truncated_gzip,
         "empty file": serving(b"", "DOWNLOAD_EMPTY", "empty file"),
+        "binary junk": serving(JUNK, "XMLTV_NOT_XMLTV", "not XML", "Check that the guide URL"),
+        "an image": serving(PNG, "XMLTV_NOT_XMLTV", "not XML"),
+        "junk behind gzip magic": serving(
+            FAKE_GZIP, "XMLTV_MALFORMED", "compressed data is corrupt", "Refresh the guide"
+        ),
     }
     await check_cases(cases)
 
@@ -263,6 +274,9 @@ async def test_download_faults_fail_clearly_and_keep_the_old_guide(
         {
             "404": permanent("status", "UPSTREAM_NOT_FOUND", "HTTP 404", status=404),
             "401": permanent("status", "UPSTREAM_AUTH", "refused the credentials", status=401),
+            "403": permanent(
+                "status", "UPSTREAM_AUTH", "refused the credentials (HTTP 403)", status=403, body="Forbidden"
+            ),
             "redirect loop": permanent(
                 "redirect", "UPSTREAM_TOO_MANY_REDIRECTS", "redirected more than", to="/guide.xml"
             ),
@@ -318,6 +332,24 @@ async def test_transient_download_faults_are_retried_later_and_keep_the_old_guid
             "connection reset": transient("DOWNLOAD_INCOMPLETE", "ended after", kind="reset"),
             "connection refused": transient(
                 "UPSTREAM_UNREACHABLE", "Could not connect to 127.0.0.1", url=closed
+            ),
+            # .invalid never resolves (RFC 2606), so this is a DNS failure wherever the suite runs.
+            "DNS failure": transient(
+                "UPSTREAM_UNREACHABLE",
+                "Could not connect to tic-guide.invalid: the host name could not be resolved",
+                url="http://tic-guide.invalid/guide.xml",
+            ),
+            # Data keeps coming, but each piece later than the read timeout (1 s): the first 1 KiB
+            # arrives, then the gap trips the timeout. Unlike "stall mid-body" the headers and real
+            # guide bytes came first, so the message must say how much was received.
+            "slow trickle past the read timeout": transient(
+                "UPSTREAM_TIMEOUT",
+                "stalled: no data for 1 s after 1.0 KiB",
+                kind="slow_trickle",
+                data=GOOD[:2048],
+                chunk=1024,
+                interval=2.0,
+                content_type="application/xml",
             ),
         }
     )

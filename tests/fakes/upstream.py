@@ -81,6 +81,7 @@ class _XtreamAccount:
     categories: list[dict[str, Any]]
     live_streams: list[dict[str, Any]]
     status: str
+    exp_date: int | str | None = None
 
 
 def corpus_path(name: str) -> Path:
@@ -255,11 +256,14 @@ class FakeProvider:
         categories: list[dict[str, Any]] | None = None,
         live_streams: list[dict[str, Any]] | None = None,
         status: str = "Active",
+        exp_date: int | str | None = None,
     ) -> None:
         """Serve an Xtream Codes account at /player_api.php, /get.php and /live/<user>/<pass>/<id>.<ext>.
 
         Categories need category_name (category_id defaults to its position); streams need name,
-        the other fields get the defaults real panels send.
+        the other fields get the defaults real panels send. `exp_date` is sent as user_info.exp_date
+        as given (a Unix time as int, or any raw string such as "" or "null"); None sends a date 30
+        days from now.
         """
         cats = [
             {"category_id": str(i), "category_name": f"Category {i}", "parent_id": 0} | dict(c)
@@ -284,7 +288,7 @@ class FakeProvider:
             | dict(s)
             for i, s in enumerate(live_streams or [], start=1)
         ]
-        self._xtream[username] = _XtreamAccount(username, password, cats, streams, status)
+        self._xtream[username] = _XtreamAccount(username, password, cats, streams, status, exp_date)
 
     # -- dispatch --------------------------------------------------------------------------------
 
@@ -492,7 +496,7 @@ class FakeProvider:
                 "message": "Welcome",
                 "auth": 1,
                 "status": account.status,
-                "exp_date": str(now + 30 * 86400),
+                "exp_date": str(now + 30 * 86400) if account.exp_date is None else str(account.exp_date),
                 "is_trial": "0",
                 "active_cons": "0",
                 "created_at": str(now - 86400),
