@@ -419,6 +419,23 @@ async def account_rotate() -> Any:
     return redirect("/account")
 
 
+@bp.post("/account/preferences")
+@user_required
+@hide
+async def account_preferences() -> Any:
+    """Save the user's display preferences (12 or 24 h clock; times are always shown in local time)."""
+    form = await request.form
+    try:
+        async with services().db.transaction() as session:
+            user = await auth_service.get_user(session, g.user.id)
+            await auth_service.update_user(session, user, time_format=form.get("time_format", ""))
+    except AppError as exc:
+        await flash(exc.message, "error")
+        return redirect("/account")
+    await flash("Preferences saved.", "success")
+    return redirect("/account")
+
+
 @bp.post("/account/tokens")
 @user_required
 @hide

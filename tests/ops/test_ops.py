@@ -87,3 +87,15 @@ async def test_settings_page_saves(admin: ApiClient) -> None:
     assert ok.status_code == 302
     values = (await (await admin.get("/tic-api/settings")).get_json())["values"]
     assert values["task_history_days"] == 21
+
+
+async def test_account_clock_preference_changes_how_times_render(admin: ApiClient) -> None:
+    page = await (await admin.get("/account")).get_data(as_text=True)
+    assert 'data-time-format="24h"' in page and 'name="time_format"' in page
+    assert (await admin.post("/account/preferences", form={"time_format": "12h"})).status_code == 302
+    page = await (await admin.get("/account")).get_data(as_text=True)
+    assert 'data-time-format="12h"' in page
+    assert (await (await admin.get("/tic-api/users/self")).get_json())["time_format"] == "12h"
+    bad = await admin.post("/account/preferences", form={"time_format": "13h"}, follow_redirects=True)
+    assert "time_format must be 12h or 24h" in await bad.get_data(as_text=True)
+    assert (await (await admin.get("/tic-api/users/self")).get_json())["time_format"] == "12h"
