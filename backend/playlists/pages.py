@@ -19,6 +19,8 @@ from backend.web.pages import _ctx, redirect
 bp = Blueprint("playlists_pages", __name__)
 
 PAGE_SIZE = 100
+#: Rows per page the stream browser offers; the API pages with the same limit/offset.
+PAGE_SIZES = (50, 100, 200, 500)
 KIND_LABELS = {"m3u_url": "M3U playlist URL", "xtream": "Xtream Codes login", "m3u_file": "Uploaded M3U file"}
 _FORM_FIELDS = (
     "name",
@@ -295,10 +297,11 @@ async def _streams_page(playlist_id: int | None) -> Response:
     if group == ALL_GROUPS:
         group = None
     offset = max(0, request.args.get("offset", 0, type=int) or 0)
-
-    def page_url(new_offset: int) -> str:
-        args = {"q": query, "group": ALL_GROUPS if group is None else group, "offset": new_offset}
-        return f"{request.path}?{urlencode(args)}"
+    limit = request.args.get("limit", PAGE_SIZE, type=int) or PAGE_SIZE
+    if limit not in PAGE_SIZES:
+        limit = PAGE_SIZE
+    # The pager's links keep the search and the group; it adds offset and limit itself.
+    filter_url = f"{request.path}?{urlencode({'q': query, 'group': ALL_GROUPS if group is None else group})}"
 
     async with services().db.session() as session:
         source = service.source_out(await service.get_source(session, playlist_id)) if playlist_id else None
@@ -306,7 +309,7 @@ async def _streams_page(playlist_id: int | None) -> Response:
         names = {s.id: s.name for s in sources}
         groups = await service.list_groups(session, playlist_id=playlist_id)
         items, total = await service.list_streams(
-            session, playlist_id=playlist_id, query=query or None, group=group, limit=PAGE_SIZE, offset=offset
+            session, playlist_id=playlist_id, query=query or None, group=group, limit=limit, offset=offset
         )
     for item in items:
         item["safe_url"] = redact_url(item["url"])
@@ -321,8 +324,9 @@ async def _streams_page(playlist_id: int | None) -> Response:
             query=query,
             group=group,
             offset=offset,
-            limit=PAGE_SIZE,
-            page_url=page_url,
+            limit=limit,
+            page_sizes=PAGE_SIZES,
+            filter_url=filter_url,
             all_groups=ALL_GROUPS,
         ),
     )

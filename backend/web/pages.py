@@ -6,6 +6,7 @@ import hmac
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlencode
 
 from quart import Blueprint, Response, flash, g, render_template, request
 from quart import redirect as _redirect
@@ -29,6 +30,8 @@ from backend.publish import users as tvh_users
 from backend.settings import service as settings_service
 from backend.settings.hooks import run_change_hooks
 from backend.tasks import service as task_service
+from backend.tasks.models import STATUSES
+from backend.tasks.registry import JOBS
 from backend.tvheadend.service import load_tvh_settings
 
 bp = Blueprint("web", __name__)
@@ -175,22 +178,49 @@ async def logout_submit() -> Any:
     return response
 
 
-async def _task_overview() -> dict[str, Any]:
+#: Rows per page the task history offers; the API pages with the same limit/offset.
+TASK_PAGE_SIZES = (25, 50, 100, 200)
+
+
+def _task_history_args() -> dict[str, Any]:
+    """The history's filters and page from the query string; values it does not know fall back to the defaults."""
+    status = request.args.get("status") or None
+    name = (request.args.get("name") or "").strip()[:100] or None
+    limit = request.args.get("limit", 50, type=int) or 50
+    return {
+        "status": status if status in STATUSES else None,
+        "name": name,
+        "limit": limit if limit in TASK_PAGE_SIZES else 50,
+        "offset": max(0, request.args.get("offset", 0, type=int) or 0),
+    }
+
+
+async def _task_context() -> dict[str, Any]:
     svc = services()
+    args = _task_history_args()
     async with svc.db.session() as session:
-        return await task_service.overview(session, svc.broker, limit=50, offset=0, status=None, name=None)
+        overview = await task_service.overview(session, svc.broker, **args)
+    filters = urlencode({key: args[key] for key in ("status", "name") if args[key]})
+    return _ctx(
+        overview=overview,
+        history=args,
+        history_url="/tasks" + (f"?{filters}" if filters else ""),
+        task_names=sorted(JOBS),
+        task_statuses=STATUSES,
+        page_sizes=TASK_PAGE_SIZES,
+    )
 
 
 @bp.get("/tasks")
 @hide
 async def tasks_page() -> Any:
-    return await render_template("tasks.html", **_ctx(overview=await _task_overview()))
+    return await render_template("tasks.html", **await _task_context())
 
 
 @bp.get("/tasks/partial")
 @hide
 async def tasks_partial() -> Any:
-    return await render_template("partials/task_tables.html", **_ctx(overview=await _task_overview()))
+    return await render_template("partials/task_tables.html", **await _task_context())
 
 
 async def _set_paused(paused: bool) -> None:

@@ -36,7 +36,9 @@
   let since = Number(live.querySelector("[data-version]")?.dataset.version || 0);
   async function refresh() {
     const html = await (await fetch("/dvr/partial", { credentials: "same-origin" })).text();
-    live.innerHTML = html;
+    // TIC.swap re-applies the shared table component (keeping each table's sort, filter and page) and focus.
+    if (window.TIC?.swap) window.TIC.swap(live, html);
+    else live.innerHTML = html;
     localise(live);
   }
   async function poll() {
@@ -176,12 +178,13 @@
       const r = await api("POST", "/tic-api/recording-rules/preview", ruleBody());
       say(`${r.total} airing(s) in the next ${r.days} days.`, true);
       if (!r.items.length) { preview.innerHTML = '<p class="empty">Nothing in the guide matches in the next 7 days.</p>'; return; }
-      const rows = r.items.map((it) => `<tr><td><time datetime="${esc(it.start)}">${esc(it.start)}</time></td><td>${esc(it.channel_name)}</td>
+      const rows = r.items.map((it) => `<tr><td data-sort="${esc(it.start)}"><time datetime="${esc(it.start)}">${esc(it.start)}</time></td><td>${esc(it.channel_name)}</td>
         <td>${esc(it.title)}${it.episode ? ` <span class="muted">${esc(it.episode)}</span>` : ""}${it.sub_title ? `<br><span class="muted">${esc(it.sub_title)}</span>` : ""}</td>
         <td>${it.would_record ? '<span class="ok-text">would record</span>' : `<span class="muted">${esc(it.reason)}</span>`}</td>
         <td>${it.would_record ? `<button type="button" data-record-programme="${it.programme_id}" data-channel="${it.channel_id}">Record just this</button>` : ""}</td></tr>`).join("");
-      preview.innerHTML = `<table><thead><tr><th scope="col">Start</th><th scope="col">Channel</th><th scope="col">Programme</th><th scope="col">Verdict</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead><tbody>${rows}</tbody></table>`;
+      preview.innerHTML = `<div class="table-wrap"><table id="dvr-preview-table" aria-label="Airings the rule matches" data-table><thead><tr><th scope="col" data-sortable>Start</th><th scope="col" data-sortable>Channel</th><th scope="col" data-sortable>Programme</th><th scope="col" data-sortable>Verdict</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead><tbody>${rows}</tbody></table></div>`;
       localise(preview);
+      window.TIC?.enhanceTables(preview);
     } catch (e) { say(e.message, false); }
   });
   preview?.addEventListener("click", async (ev) => {

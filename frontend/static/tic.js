@@ -281,75 +281,117 @@
   startProgress(document);
 
   // --- Tables: <table data-table> gets sorting, filtering, paging; data-bulk adds select-all and a bulk bar. ---
+  // Sort, filter and page are kept per table id, so a live re-render of the same table (tasks, DVR) keeps them.
+  const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" });
+  const tableState = new Map();
+  const rowTexts = new WeakMap();
   function cellValue(row, idx) {
     const cell = row.cells[idx];
     if (!cell) return "";
-    const v = cell.dataset.sort ?? cell.textContent.trim();
-    const n = Number(v);
-    return v !== "" && !isNaN(n) ? n : v.toLowerCase();
+    return (cell.dataset.sort ?? cell.textContent).trim();
+  }
+  function compareValues(x, y) {
+    const nx = Number(x), ny = Number(y);
+    if (!isNaN(nx) && !isNaN(ny)) return nx - ny;
+    return collator.compare(x, y);
+  }
+  // What the filter searches: the row's visible text, without the option lists of selects or button labels.
+  function rowText(row) {
+    if (row.dataset.filterText !== undefined) return row.dataset.filterText.toLowerCase();
+    let text = rowTexts.get(row);
+    if (text === undefined) {
+      const parts = [];
+      const skip = "select, button, script, style, template, [data-no-filter]";
+      const walker = document.createTreeWalker(row, NodeFilter.SHOW_TEXT, {
+        acceptNode: (n) => (n.parentElement?.closest(skip) ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT),
+      });
+      while (walker.nextNode()) parts.push(walker.currentNode.nodeValue);
+      text = parts.join(" ").replace(/\s+/g, " ").toLowerCase();
+      rowTexts.set(row, text);
+    }
+    return text;
   }
   function enhanceTable(table) {
     if (table.dataset.enhanced) return;
-    table.dataset.enhanced = "1";
     const body = table.tBodies[0];
     if (!body) return;
+    table.dataset.enhanced = "1";
+    const base = table.id || `t${Math.random().toString(36).slice(2)}`;
+    const state = tableState.get(base) || { sort: -1, asc: true, query: "", page: 0 };
+    tableState.set(base, state);
     const pageSize = Number(table.dataset.pageSize || 0);
     const rows = () => Array.from(body.rows);
-    let page = 0;
-    let query = "";
     const tools = document.createElement("div");
     tools.className = "table-tools";
     const wrap = table.closest(".table-wrap") || table;
+    const labelledBy = table.getAttribute("aria-labelledby");
+    const name = (table.getAttribute("aria-label") || (labelledBy && document.getElementById(labelledBy)?.textContent) ||
+      table.caption?.textContent || "").trim().toLowerCase();
     if (table.dataset.filter !== undefined) {
-      const id = `${table.id || "t" + Math.random().toString(36).slice(2)}-filter`;
-      tools.innerHTML = `<label class="sr-only" for="${id}">Filter rows</label><input type="search" id="${id}" placeholder="${table.dataset.filter || "Filter…"}">`;
-      const input = tools.querySelector("input");
-      input.addEventListener("input", (e) => { query = e.target.value.trim().toLowerCase(); page = 0; apply(); });
+      const text = table.dataset.filterLabel || (name ? `Filter ${name}` : "Filter rows");
+      const label = Object.assign(document.createElement("label"), { className: "sr-only", htmlFor: `${base}-filter`, textContent: text });
+      const input = Object.assign(document.createElement("input"), { type: "search", id: `${base}-filter`, placeholder: table.dataset.filter || "Filter…", value: state.query, autocomplete: "off" });
+      if (table.id) input.setAttribute("aria-controls", table.id);
+      input.addEventListener("input", () => { state.query = input.value; state.page = 0; apply(); });
       // Enter in a filter box inside a form must not submit that form.
       input.addEventListener("keydown", (e) => { if (e.key === "Enter") e.preventDefault(); });
+      tools.append(label, input);
     }
-    const count = document.createElement("span");
-    count.className = "muted small";
+    const count = Object.assign(document.createElement("span"), { className: "muted small", id: `${base}-count` });
+    count.setAttribute("role", "status");
     tools.appendChild(count);
     wrap.parentElement.insertBefore(tools, wrap);
     const pager = document.createElement("nav");
     pager.className = "pager";
-    pager.setAttribute("aria-label", "Table pages");
+    pager.setAttribute("aria-label", name ? `Pages of ${name}` : "Table pages");
     if (pageSize) wrap.after(pager);
+    function pageButton(text, id, disabled, delta) {
+      const b = Object.assign(document.createElement("button"), { type: "button", textContent: text, className: "small", id: `${base}-${id}`, disabled });
+      b.addEventListener("click", () => {
+        state.page += delta; apply();
+        // Keep the keyboard where it was: the pager is rebuilt, so focus the same button again (or its twin).
+        (document.getElementById(b.id)?.disabled ? pager.querySelector("button:not(:disabled)") : document.getElementById(b.id))?.focus();
+      });
+      return b;
+    }
     function apply() {
-      const matching = rows().filter((r) => !query || r.textContent.toLowerCase().includes(query));
+      const query = state.query.trim().toLowerCase();
+      const matching = rows().filter((r) => !query || rowText(r).includes(query));
       const pages = pageSize ? Math.max(1, Math.ceil(matching.length / pageSize)) : 1;
-      page = Math.min(page, pages - 1);
+      state.page = Math.max(0, Math.min(state.page, pages - 1));
       rows().forEach((r) => { r.hidden = true; });
-      matching.forEach((r, i) => { r.hidden = pageSize ? Math.floor(i / pageSize) !== page : false; });
-      count.textContent = `${matching.length} of ${rows().length} rows`;
-      if (pageSize) {
-        pager.innerHTML = "";
-        if (pages > 1) {
-          const prev = Object.assign(document.createElement("button"), { type: "button", textContent: "← Previous", className: "small", disabled: page === 0 });
-          const next = Object.assign(document.createElement("button"), { type: "button", textContent: "Next →", className: "small", disabled: page >= pages - 1 });
-          const info = Object.assign(document.createElement("span"), { className: "current", textContent: `Page ${page + 1} of ${pages}` });
-          prev.onclick = () => { page--; apply(); };
-          next.onclick = () => { page++; apply(); };
-          pager.append(prev, info, next);
-        }
+      matching.forEach((r, i) => { r.hidden = pageSize ? Math.floor(i / pageSize) !== state.page : false; });
+      count.textContent = matching.length === rows().length ? `${rows().length} rows` : `${matching.length} of ${rows().length} rows`;
+      if (!pageSize) return;
+      pager.replaceChildren();
+      if (pages > 1) {
+        const info = Object.assign(document.createElement("span"), { className: "current", textContent: `Page ${state.page + 1} of ${pages}` });
+        pager.append(pageButton("← Previous", "prev", state.page === 0, -1), info, pageButton("Next →", "next", state.page >= pages - 1, 1));
       }
     }
-    table.tHead?.querySelectorAll("th[data-sortable]").forEach((th, _) => {
+    function sortRows() {
+      if (state.sort < 0) return;
+      const dir = state.asc ? 1 : -1;
+      rows().sort((a, b) => {
+        const x = cellValue(a, state.sort), y = cellValue(b, state.sort);
+        // Empty cells go last whichever way the column is sorted.
+        if (x === "" || y === "") return (x === "") - (y === "");
+        return compareValues(x, y) * dir;
+      }).forEach((r) => body.appendChild(r));
+    }
+    const headers = Array.from(table.tHead?.querySelectorAll("th[data-sortable]") || []);
+    headers.forEach((th) => {
       const idx = th.cellIndex;
-      const btn = document.createElement("button");
-      btn.type = "button"; btn.className = "sort"; btn.textContent = th.textContent.trim();
+      const btn = Object.assign(document.createElement("button"), { type: "button", className: "sort", id: `${base}-sort-${idx}` });
+      btn.append(...th.childNodes);
       th.replaceChildren(btn);
-      th.setAttribute("aria-sort", "none");
+      th.setAttribute("aria-sort", state.sort === idx ? (state.asc ? "ascending" : "descending") : "none");
       btn.addEventListener("click", () => {
-        const asc = th.getAttribute("aria-sort") !== "ascending";
-        table.tHead.querySelectorAll("th[aria-sort]").forEach((o) => o.setAttribute("aria-sort", "none"));
-        th.setAttribute("aria-sort", asc ? "ascending" : "descending");
-        const sorted = rows().sort((a, b) => {
-          const x = cellValue(a, idx), y = cellValue(b, idx);
-          return (x > y ? 1 : x < y ? -1 : 0) * (asc ? 1 : -1);
-        });
-        sorted.forEach((r) => body.appendChild(r));
+        state.asc = state.sort === idx ? !state.asc : true;
+        state.sort = idx;
+        headers.forEach((o) => o.setAttribute("aria-sort", "none"));
+        th.setAttribute("aria-sort", state.asc ? "ascending" : "descending");
+        sortRows();
         apply();
       });
     });
@@ -376,11 +418,32 @@
       body.addEventListener("change", (e) => { if (e.target.matches("input[data-select]")) update(); });
       update();
     }
+    sortRows();
     apply();
   }
-  function enhanceTables(scope) { (scope || document).querySelectorAll("table[data-table]").forEach(enhanceTable); }
+  function enhanceTables(scope) {
+    const root = scope || document;
+    if (root.matches?.("table[data-table]")) enhanceTable(root);
+    root.querySelectorAll("table[data-table]").forEach(enhanceTable);
+  }
   TIC.enhanceTables = enhanceTables;
   enhanceTables(document);
+
+  // --- Live regions re-rendered by the server (tasks, DVR): swap the HTML, enhance it, keep the keyboard focus. ---
+  function swap(container, html) {
+    const active = document.activeElement;
+    const focusId = active && active !== document.body && container.contains(active) ? active.id : "";
+    const caret = focusId && typeof active.selectionStart === "number" ? [active.selectionStart, active.selectionEnd] : null;
+    container.innerHTML = html;
+    localiseTimes(container);
+    enhanceTables(container);
+    const again = focusId ? document.getElementById(focusId) : null;
+    if (again) {
+      again.focus({ preventScroll: true });
+      if (caret && again.setSelectionRange) { try { again.setSelectionRange(caret[0], caret[1]); } catch (e) { /* not a text field */ } }
+    }
+  }
+  TIC.swap = swap;
 
   // --- Live task indicator in the header, and the /tasks tables ---
   const indicator = document.getElementById("task-indicator");
@@ -397,9 +460,9 @@
           (data.paused ? "Queue paused" : (data.queue.length ? `${data.queue.length} queued` : indicator.dataset.idle));
       }
       if (tables) {
-        const html = await (await fetch("/tasks/partial")).text();
-        tables.innerHTML = html;
-        localiseTimes(tables);
+        // The history's filter and page live in the query string, so the refresh asks for the same page.
+        const html = await (await fetch(`/tasks/partial${location.search}`)).text();
+        swap(tables, html);
       }
       document.dispatchEvent(new CustomEvent("tic:tasks", { detail: data }));
       setTimeout(poll, 250);
