@@ -171,7 +171,9 @@ def test_golden_path(browser: Any, world: dict[str, Any], screenshots: Path) -> 
             )
             tvh.state.advance(3 * 3600)
             # No reload: the page's long poll moves the row into the Completed section.
-            page.locator("section[aria-labelledby=dvr-done] tr[data-recording-id]").first.wait_for(timeout=60_000)
+            page.locator("section[aria-labelledby=dvr-done] tr[data-recording-id]").first.wait_for(
+                timeout=60_000
+            )
             assert not page.locator("section[aria-labelledby=dvr-now] tr[data-recording-id]").count()
             shoot(page, screenshots, "golden-dvr-desktop")
 
