@@ -40,6 +40,9 @@ async def serve_app(app: Quart) -> None:
     cfg.workers = 1
     cfg.accesslog = None
     cfg.graceful_timeout = 10
+    # Browsers' websockets (the /tic-tvh/ bridge) are pinged when idle, so a vanished browser is noticed
+    # and its TVHeadend websocket closed; Hypercorn sends no pings unless this is set.
+    cfg.websocket_ping_interval = 20
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -3,20 +3,31 @@
 Three processes: a fast upstream standing in for TVHeadend (aiohttp, `python -m bench.bench_proxy
 upstream PORT`), TIC served by run.py (Hypercorn, one worker), and the clients (curl for bulk bytes, so
 that the client costs the same in both runs; aiohttp for streams and websockets). Every figure compares
-the same transfer through TIC and straight from the upstream; a bare asyncio byte pipe on the same
-machine gives the ceiling any Python relay could reach at that moment (the machine may be busy).
+the same transfer through TIC and straight from the upstream, with the same client and interleaved,
+and reports the CPU each process spent per MB: on a busy 2-core machine every process gets a share of
+a core, so the throughput ratio follows the CPU cost of the slowest stage (TIC against the client).
+Ratios are medians over back-to-back pairs (direct, then through), which saw the same load.
+
+Two minimal relays on the same machine give ceilings for that moment: `copy_relay` (threads, blocking
+`recv_into` a reused buffer + `sendall`: the cheapest any relay that copies bytes through user space can
+be) and `splice_relay` (Linux `splice()`, the bytes never enter the process).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
 import os
+import resource
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -86,30 +97,49 @@ async def _ws_echo(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+def _copy(src: socket.socket, dst: socket.socket) -> None:
+    buf = bytearray(MB)
+    view = memoryview(buf)
+    while n := src.recv_into(buf):
+        dst.sendall(view[:n])
+
+
+def _splice(src: socket.socket, dst: socket.socket) -> None:
+    r, w = os.pipe()
     try:
-        while data := await reader.read(MB):
-            writer.write(data)
-            await writer.drain()
-    except ConnectionError:
-        pass
+        fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, MB)  # a bigger pipe means fewer splice() calls
+        while n := os.splice(src.fileno(), w, MB):
+            while n:
+                n -= os.splice(r, dst.fileno(), n)
     finally:
-        writer.close()
+        os.close(r)
+        os.close(w)
 
 
-def serve_pipe(port: int, upstream_port: int) -> None:
-    """A bare asyncio TCP relay: what any Python relay could do at best on this machine right now."""
+def serve_relay(mode: str, port: int, upstream_port: int) -> None:
+    """A minimal TCP relay (one thread per direction): a ceiling for what a relay can do right now."""
+    pump_bytes = _splice if mode == "splice" else _copy
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", upstream_port)
-        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+    def pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            pump_bytes(src, dst)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
 
-    async def main() -> None:
-        server = await asyncio.start_server(handle, "127.0.0.1", port)
-        async with server:
-            await server.serve_forever()
+    def handle(client: socket.socket) -> None:
+        with client, socket.create_connection(("127.0.0.1", upstream_port)) as up:
+            other = threading.Thread(target=pump, args=(client, up), daemon=True)
+            other.start()
+            pump(up, client)
+            other.join()
 
-    asyncio.run(main())
+    with socket.create_server(("127.0.0.1", port)) as server:
+        while True:
+            conn, _ = server.accept()
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
 
 
 def serve_upstream(port: int) -> None:
@@ -126,8 +156,6 @@ def serve_upstream(port: int) -> None:
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -158,15 +186,34 @@ async def _wait_http(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 async def _curl_download(url: str, cookie: str | None) -> tuple[float, int]:
     """(seconds, bytes) for one download with curl, whose own cost is the same direct or proxied."""
+    seconds, size, _ = await _curl_measured(url, cookie, {})
+    return seconds, size
+
+
+async def _curl_measured(
+    url: str, cookie: str | None, pids: dict[str, int]
+) -> tuple[float, int, dict[str, float]]:
+    """One curl download: (seconds, bytes, CPU ms per MB of curl and of each process in `pids`)."""
     args = ["curl", "-s", "-o", "/dev/null", "-w", "%{size_download} %{time_total}", url]
     if cookie:
         args[1:1] = ["-b", cookie]
+    before = {name: _proc_stat(pid)[0] for name, pid in pids.items()}
+    client_before = _children_cpu()  # curl is the only child reaped meanwhile
     proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE)
     out, _ = await proc.communicate()
-    size, seconds = out.decode().split()
-    return float(seconds), int(size)
+    size_text, seconds_text = out.decode().split()
+    size = int(size_text)
+    mb = max(size / MB, 1e-9)
+    cpu = {name: (_proc_stat(pid)[0] - before[name]) * 1000 / mb for name, pid in pids.items()}
+    cpu["client"] = (_children_cpu() - client_before) * 1000 / mb
+    return float(seconds_text), size, cpu
 
 
 async def _read_stream(http: aiohttp.ClientSession, url: str, seconds: float) -> int:
@@ -194,6 +241,11 @@ async def _ws_rtts(http: aiohttp.ClientSession, url: str, count: int, origin: st
     return rtts
 
 
+def _paired_ratio(through: list[float] | list[int], direct: list[float] | list[int]) -> float:
+    """Median of the ratios of back-to-back runs: each pair saw the same load on the machine."""
+    return round(statistics.median(t / d for t, d in zip(through, direct, strict=True)), 3)
+
+
 def _p(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))]
@@ -215,13 +267,14 @@ def run() -> dict[str, Any]:
 
 async def _run(work: Path) -> dict[str, Any]:
     up_port, tic_port = _free_port(), _free_port()
-    pipe_port = _free_port()
     upstream = subprocess.Popen(
         [sys.executable, "-m", "bench.bench_proxy", "upstream", str(up_port)], cwd=REPO
     )
-    pipe = subprocess.Popen(
-        [sys.executable, "-m", "bench.bench_proxy", "pipe", str(pipe_port), str(up_port)], cwd=REPO
-    )
+    relays = {mode: _free_port() for mode in ("copy", "splice")}
+    relay_procs = [
+        subprocess.Popen([sys.executable, "-m", "bench.bench_proxy", mode, str(port), str(up_port)], cwd=REPO)
+        for mode, port in relays.items()
+    ]
     env = {
         **os.environ,
         "TIC_DATA_DIR": str(work / "data"),
@@ -239,11 +292,13 @@ async def _run(work: Path) -> dict[str, Any]:
         jar = aiohttp.CookieJar(unsafe=True)
         async with aiohttp.ClientSession(cookie_jar=jar) as http:
             cookie = await _login_and_configure(http, base, up)
-            out = await _measure(http, base, up, cookie, tic.pid)
-            out.update(await _pipe_ceiling(f"http://127.0.0.1:{pipe_port}", up))
+            out = await _measure(http, base, up, cookie, {"tic": tic.pid, "upstream": upstream.pid})
+            for (mode, port), proc in zip(relays.items(), relay_procs, strict=True):
+                out.update(await _relay_ceiling(mode, f"http://127.0.0.1:{port}", up, proc.pid))
+            out["load_average_1m"] = round(os.getloadavg()[0], 1)
             return out
     finally:
-        for proc in (tic, pipe, upstream):
+        for proc in (tic, *relay_procs, upstream):
             proc.terminate()
             try:
                 proc.wait(timeout=20)
@@ -252,18 +307,21 @@ async def _run(work: Path) -> dict[str, Any]:
         tic_log.close()
 
 
-async def _pipe_ceiling(pipe: str, up: str) -> dict[str, Any]:
-    """The same download through a bare asyncio byte pipe: the machine's ceiling for a Python relay."""
-    direct, piped = [], []
+async def _relay_ceiling(mode: str, relay: str, up: str, pid: int) -> dict[str, Any]:
+    """The same download through a minimal relay, interleaved with direct ones: a ceiling right now."""
+    direct, relayed, cpu = [], [], []
     for _ in range(3):
         seconds, size = await _curl_download(f"{up}/tic-tvh/bytes/{DOWNLOAD_BYTES}", None)
         direct.append(size / MB / seconds)
-        seconds, size = await _curl_download(f"{pipe}/tic-tvh/bytes/{DOWNLOAD_BYTES}", None)
-        piped.append(size / MB / seconds)
+        seconds, size, used = await _curl_measured(
+            f"{relay}/tic-tvh/bytes/{DOWNLOAD_BYTES}", None, {"relay": pid}
+        )
+        relayed.append(size / MB / seconds)
+        cpu.append(used["relay"])
     return {
-        "bare_pipe_mb_s": round(statistics.median(piped), 1),
-        "bare_pipe_ratio": round(statistics.median(piped) / statistics.median(direct), 3),
-        "load_average_1m": round(os.getloadavg()[0], 1),
+        f"{mode}_relay_mb_s": round(statistics.median(relayed), 1),
+        f"{mode}_relay_ratio": _paired_ratio(relayed, direct),
+        f"{mode}_relay_cpu_ms_per_mb": round(statistics.median(cpu), 3),
     }
 
 
@@ -282,43 +340,68 @@ async def _login_and_configure(http: aiohttp.ClientSession, base: str, up: str) 
     return f"tic_session={cookie}"
 
 
-async def _measure(http: aiohttp.ClientSession, base: str, up: str, cookie: str, pid: int) -> dict[str, Any]:
+async def _measure(
+    http: aiohttp.ClientSession, base: str, up: str, cookie: str, pids: dict[str, int]
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    pid = pids["tic"]
     # Warm up both paths (connection pools, first-request costs).
     await _curl_download(f"{up}/tic-tvh/bytes/{10 * MB}", None)
     await _curl_download(f"{base}/tic-tvh/bytes/{10 * MB}", cookie)
 
-    # 1. A 500 MB download, median of three.
-    direct, proxied, cpu_per_mb = [], [], []
+    # 1. A 500 MB download, median of three, direct and proxied interleaved; CPU ms per MB per process.
+    speeds: dict[str, list[float]] = {"direct": [], "proxied": []}
+    cpu: dict[str, list[float]] = {}
     for _ in range(3):
-        seconds, size = await _curl_download(f"{up}/tic-tvh/bytes/{DOWNLOAD_BYTES}", None)
-        assert size == DOWNLOAD_BYTES
-        direct.append(size / MB / seconds)
-        cpu0, _ = _proc_stat(pid)
-        seconds, size = await _curl_download(f"{base}/tic-tvh/bytes/{DOWNLOAD_BYTES}", cookie)
-        cpu1, _ = _proc_stat(pid)
-        assert size == DOWNLOAD_BYTES, size
-        proxied.append(size / MB / seconds)
-        cpu_per_mb.append((cpu1 - cpu0) / (size / MB))
-    out["download_direct_mb_s"] = round(statistics.median(direct), 1)
-    out["download_proxied_mb_s"] = round(statistics.median(proxied), 1)
-    out["download_ratio"] = round(statistics.median(proxied) / statistics.median(direct), 3)
-    out["tic_cpu_ms_per_mb"] = round(statistics.median(cpu_per_mb) * 1000, 3)
+        for path, url, jar in (("direct", up, None), ("proxied", base, cookie)):
+            seconds, size, used = await _curl_measured(f"{url}/tic-tvh/bytes/{DOWNLOAD_BYTES}", jar, pids)
+            assert size == DOWNLOAD_BYTES, size
+            speeds[path].append(size / MB / seconds)
+            for name, ms in used.items():
+                if path == "proxied" or name != "tic":
+                    cpu.setdefault(f"{path}_{name}", []).append(ms)
+    direct, proxied = statistics.median(speeds["direct"]), statistics.median(speeds["proxied"])
+    out["download_direct_mb_s"] = round(direct, 1)
+    out["download_proxied_mb_s"] = round(proxied, 1)
+    out["download_ratio"] = _paired_ratio(speeds["proxied"], speeds["direct"])
+    out["tic_cpu_ms_per_mb"] = round(statistics.median(cpu.pop("proxied_tic")), 3)
+    for key, values in sorted(cpu.items()):
+        out[f"download_{key}_cpu_ms_per_mb"] = round(statistics.median(values), 3)
 
-    # 2. A continuous (endless) stream for a few seconds.
-    direct_bytes = await _read_stream(http, f"{up}/tic-tvh/stream", STREAM_SECONDS)
-    proxied_bytes = await _read_stream(http, f"{base}/tic-tvh/stream", STREAM_SECONDS)
+    # 2. A continuous (endless) stream for a few seconds, three rounds, direct and proxied interleaved.
+    streamed: dict[str, list[int]] = {"direct": [], "proxied": []}
+    stream_cpu: list[float] = []
+    for _ in range(3):
+        streamed["direct"].append(await _read_stream(http, f"{up}/tic-tvh/stream", STREAM_SECONDS))
+        cpu0, _ = _proc_stat(pid)
+        got = await _read_stream(http, f"{base}/tic-tvh/stream", STREAM_SECONDS)
+        cpu1, _ = _proc_stat(pid)
+        streamed["proxied"].append(got)
+        stream_cpu.append((cpu1 - cpu0) * 1000 / max(got / MB, 1e-9))
+    direct_bytes, proxied_bytes = (
+        statistics.median(streamed["direct"]),
+        statistics.median(streamed["proxied"]),
+    )
     out["stream_direct_mb_s"] = round(direct_bytes / MB / STREAM_SECONDS, 1)
     out["stream_proxied_mb_s"] = round(proxied_bytes / MB / STREAM_SECONDS, 1)
-    out["stream_ratio"] = round(proxied_bytes / direct_bytes, 3)
+    out["stream_ratio"] = _paired_ratio(streamed["proxied"], streamed["direct"])
+    out["stream_tic_cpu_ms_per_mb"] = round(statistics.median(stream_cpu), 3)
 
     # 3. RSS of TIC with 20 concurrent streams: it must not grow with the bytes relayed.
     out.update(await _concurrent_rss(http, base, pid))
 
-    # 4. Websocket message latency added by the bridge.
-    origin = base
-    direct_rtt = await _ws_rtts(http, f"{up.replace('http', 'ws')}/tic-tvh/ws", WS_MESSAGES, None)
-    proxied_rtt = await _ws_rtts(http, f"{base.replace('http', 'ws')}/tic-tvh/ws", WS_MESSAGES, origin)
+    # 4. Websocket message latency added by the bridge: rounds of direct and proxied interleaved, so a
+    # burst of load on the machine falls on both alike.
+    direct_rtt: list[float] = []
+    proxied_rtt: list[float] = []
+    rounds = 5
+    for _ in range(rounds):
+        direct_rtt += await _ws_rtts(
+            http, f"{up.replace('http', 'ws')}/tic-tvh/ws", WS_MESSAGES // rounds, None
+        )
+        proxied_rtt += await _ws_rtts(
+            http, f"{base.replace('http', 'ws')}/tic-tvh/ws", WS_MESSAGES // rounds, base
+        )
     for pct in (50, 99):
         out[f"ws_direct_p{pct}_ms"] = round(_p(direct_rtt, pct) * 1000, 3)
         out[f"ws_proxied_p{pct}_ms"] = round(_p(proxied_rtt, pct) * 1000, 3)
@@ -372,8 +455,8 @@ async def _concurrent_rss(http: aiohttp.ClientSession, base: str, pid: int) -> d
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "upstream":
         serve_upstream(int(sys.argv[2]))
-    elif len(sys.argv) == 4 and sys.argv[1] == "pipe":
-        serve_pipe(int(sys.argv[2]), int(sys.argv[3]))
+    elif len(sys.argv) == 4 and sys.argv[1] in ("copy", "splice"):
+        serve_relay(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
     else:
         sys.path.insert(0, str(REPO))
         print(run())

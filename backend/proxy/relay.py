@@ -244,7 +244,7 @@ async def open_upstream(
 ) -> aiohttp.ClientResponse:
     """Send the request to TVHeadend and return its reply once the headers are in (body not read)."""
     svc = services()
-    session = svc.http.stream
+    session = svc.http.proxy
     url = upstream.url(tail, query)
     length = request.content_length
     data: Any = None
@@ -340,7 +340,7 @@ def ws_error_response(exc: AppError) -> Response:
 async def _ws_connect(
     upstream: Upstream, url: URL, protocols: list[str], headers: CIMultiDict[str]
 ) -> aiohttp.ClientWebSocketResponse:
-    session = services().http.stream
+    session = services().http.proxy
     heartbeat = float(services().config.extra.get("tvh_ws_heartbeat", WS_HEARTBEAT))
     for attempt in (1, 2):
         out = headers.copy()

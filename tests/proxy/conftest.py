@@ -302,7 +302,10 @@ class EchoUpstream:
             "body": body.decode("latin-1"),
             "headers": {k: v for k, v in request.headers.items()},
         }
-        return web.json_response(payload, status=int(request.query.get("status", "200")))
+        response = web.json_response(payload, status=int(request.query.get("status", "200")))
+        if "set_cookie" in request.query:
+            response.set_cookie("tvh_session", request.query["set_cookie"], path="/")
+        return response
 
     async def _sink(self, request: web.Request) -> web.Response:
         self._record(request)

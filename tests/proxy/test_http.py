@@ -133,6 +133,22 @@ async def test_gzip_passes_through_untouched(admin_browser: Browser, echo: EchoU
     assert "Accept-Encoding" not in echo.requests[-1]["headers"]
 
 
+async def test_cookies_set_by_tvheadend_reach_the_browser_but_are_not_kept_by_tic(
+    admin_browser: Browser, echo: EchoUpstream
+) -> None:
+    # A host name, not an IP address: aiohttp's default cookie jar would keep cookies for it.
+    await admin_browser.configure_tvh(echo.url.replace("127.0.0.1", "localhost"))
+    async with admin_browser.request("GET", "/tic-tvh/echo/login?set_cookie=abc") as resp:
+        assert resp.status == 200
+        assert resp.cookies["tvh_session"].value == "abc"
+    # The browser may send it back to TIC, but what reaches TVHeadend on its behalf carries no cookie:
+    # TIC drops the browser's cookies and keeps none of its own.
+    async with admin_browser.request("GET", "/tic-tvh/echo/next") as resp:
+        assert resp.status == 200
+    assert echo.requests[-1]["path"] == "/tic-tvh/echo/next"
+    assert "Cookie" not in echo.requests[-1]["headers"]
+
+
 async def test_redirects_to_tvheadends_own_origin_stay_on_tic(
     admin_browser: Browser, echo: EchoUpstream
 ) -> None:
