@@ -129,8 +129,9 @@ async def _relay_stream(kind: str, uuid: str) -> Response:
         raise NotFound(
             "No such TVHeadend channel or recording: the id must be 32 hex digits", code="NOT_FOUND"
         )
+    svc = services()
     try:
-        upstream = await relay.current_upstream(services())
+        upstream = await relay.current_upstream(svc)
         headers = request_headers(
             [(k, v) for k, v in request.headers.items() if k.lower() in _STREAM_HEADERS],
             client_ip=request.remote_addr or "unknown",
@@ -139,7 +140,9 @@ async def _relay_stream(kind: str, uuid: str) -> Response:
         )
         profile = request.args.get("profile", "")
         query = f"profile={profile}" if profile and _PROFILE_RE.match(profile) else ""
-        auth = relay.auth_for_user(upstream, g.user)
+        # Channel streams go out as the user's own TVHeadend login when they have one; recordings as
+        # TIC's, which owns them in TVHeadend (TIC has already checked the user's DVR rights).
+        auth = await relay.auth_for_user(svc, upstream, g.user) if kind == "stream/channel" else upstream.auth
         resp = await relay.open_upstream(
             upstream, auth, request.method, f"{kind}/{uuid}", query, headers, with_body=False
         )

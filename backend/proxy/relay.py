@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
@@ -31,6 +32,7 @@ from backend.proxy.upstream import (
     timed_out,
     unreachable,
 )
+from backend.publish import users as tvh_users
 from backend.runtime import AppServices
 from backend.settings.hooks import on_settings_changed
 from backend.tvheadend.service import load_tvh_settings
@@ -87,15 +89,26 @@ async def _forget_upstream(svc: Any, changed: list[str]) -> None:
         svc.extras.pop(UPSTREAM_KEY, None)
 
 
-def auth_for_user(upstream: Upstream, user: Any) -> TvhAuth:
-    """The TVHeadend login a stream-key request is relayed with.
+async def auth_for_user(svc: AppServices, upstream: Upstream, user: Any) -> TvhAuth:
+    """The TVHeadend login a stream-key channel stream is relayed with.
 
-    Seam for per-user TVHeadend credentials (a later issue): return a TvhAuth for `user`'s own TVHeadend
-    login here, cached per user, so TVHeadend's subscriptions and DVR rights follow the TIC user. Until
-    then every user streams as TIC's own TVHeadend user.
+    The user's own TVHeadend login (issued on /account and synced into TVHeadend) when there is one,
+    so TVHeadend's subscriptions and limits follow the TIC user; TIC's own login otherwise. Logins
+    are cached on the upstream (rebuilt when the TVHeadend settings change) and keyed by the
+    password, so a rotated password is picked up at once and the Digest nonce is reused otherwise.
     """
-    del user
-    return upstream.auth
+    async with svc.db.session() as session:
+        creds = await tvh_users.synced_credentials(session, svc.keyring, int(user.id))
+    if creds is None:
+        return upstream.auth
+    username, password = creds
+    key = (int(user.id), hashlib.sha256(f"{username}\0{password}".encode()).hexdigest())
+    auth = upstream.user_auth.get(key)
+    if auth is None:
+        for stale in [k for k in upstream.user_auth if k[0] == key[0]]:
+            del upstream.user_auth[stale]
+        auth = upstream.user_auth[key] = TvhAuth(username, password)
+    return auth
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -129,6 +129,8 @@ class Upstream:
     auth: TvhAuth
     base: URL = field(init=False)
     loaded_at: float = field(default_factory=time.monotonic)
+    #: Users' own TVHeadend logins for their streams, by (user id, digest of the credentials).
+    user_auth: dict[tuple[int, str], TvhAuth] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.base = URL(self.settings.url.rstrip("/"))

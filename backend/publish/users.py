@@ -73,6 +73,21 @@ async def issue_login(session: AsyncSession, keyring: Keyring, user: User) -> tu
     return login.tvh_username, password
 
 
+async def synced_credentials(session: AsyncSession, keyring: Keyring, user_id: int) -> tuple[str, str] | None:
+    """The user's TVHeadend username and password once the login exists in TVHeadend, else None.
+
+    Only a login the last sync put into TVHeadend without an error, after its last rotation, counts,
+    so a stream never tries a login or password that TVHeadend does not know yet.
+    """
+    login = await _login_of(session, user_id)
+    if login is None or login.synced_at is None or login.sync_error or login.passwd_uuid is None:
+        return None
+    if login.rotated_at is not None and login.rotated_at > login.synced_at:
+        return None  # a new password TVHeadend does not have yet: the old one is gone from TIC
+
+    return login.tvh_username, keyring.decrypt(login.password_enc)
+
+
 async def revoke_login(session: AsyncSession, user_id: int) -> None:
     """Take a user's TVHeadend login away; the next sync removes it from TVHeadend."""
     login = await _login_of(session, user_id)

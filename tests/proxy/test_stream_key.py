@@ -134,3 +134,41 @@ async def test_stream_errors_are_json(tic: TicServer, admin_browser: Browser) ->
                 f"{tic.base}/tic-api/tvh_stream/stream/channel/{'a' * 32}?stream_key={key}"
             ) as resp:
                 assert resp.status == 400
+
+
+async def test_channel_streams_use_the_users_own_tvheadend_login_once_synced(
+    tic: TicServer, proxied: Browser, streamer_browser: Browser, tvh: FakeTvheadend
+) -> None:
+    seeded = seed(tvh)
+    key = await stream_key(streamer_browser)
+    url = f"{tic.base}/tic-api/tvh_stream/stream/channel/{seeded.channel}?stream_key={key}"
+
+    async def subscriber() -> str:
+        async with aiohttp.ClientSession() as player:
+            resp = await player.get(url)
+            try:
+                assert resp.status == 200
+                await resp.content.readany()
+                [sub] = list(tvh.state.subscriptions.values())
+                return str(sub["username"])
+            finally:
+                resp.close()
+                await until(lambda: tvh.open_streams == 0)
+
+    # Without a login of their own, the user streams as TIC's TVHeadend user.
+    assert await subscriber() == "admin"
+    issued = await streamer_browser.api("POST", "/tic-api/tvheadend/users/self/login")
+    # The sync job puts the login into TVHeadend; until then TIC keeps using its own login.
+    deadline = time.monotonic() + 30
+    while not (await streamer_browser.api("GET", "/tic-api/tvheadend/users/self/login")).get("synced_at"):
+        assert time.monotonic() < deadline, "the TVHeadend login was never synced"
+        await asyncio.sleep(0.2)
+    assert tvh.state.password_of(issued["tvh_username"]) == issued["password"]
+    assert await subscriber() == issued["tvh_username"]
+    # Revoked: back to TIC's login at once (the revoked login is not used even before the sync removes it).
+    async with streamer_browser.http.delete(
+        streamer_browser.url("/tic-api/tvheadend/users/self/login"),
+        headers={"X-CSRF-Token": streamer_browser.csrf},
+    ) as resp:
+        assert resp.status == 204
+    assert await subscriber() == "admin"
