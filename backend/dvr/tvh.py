@@ -44,7 +44,7 @@ async def tvh_client(svc: Any) -> TvheadendClient | None:
     if state.client is None or state.client_key != key:
         state.client = client_for(settings, svc.http.api)
         state.client_key = key
-        state.files = TvhFiles(svc.http.stream, settings.url, settings.username, settings.password)
+        state.files = TvhFiles(svc.http.proxy, settings.url, settings.username, settings.password)
     return state.client
 
 
