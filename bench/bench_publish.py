@@ -4,6 +4,12 @@ Method: the fake TVHeadend (tests/fakes/tvheadend.py) runs in a child process so
 time does not count against TIC; TIC's publish runs in this process against a migrated SQLite
 database in a temporary directory, through the real TvheadendClient over HTTP on 127.0.0.1 (the
 fake in Basic+Digest mode, scans taking 0.1 s). Call counts come from the fake's own call log.
+
+The no-op publish is repeated NOOP_RUNS times: its figures are medians (wall also as min and all
+runs), since other work on the machine inflates wall time; CPU seconds of each process are the
+steadier figures. `fake_tvh_idle_cpu_per_second` is what the fake burns doing nothing (its scan
+loop walks every mux every 20 ms), part of its CPU figures, not TIC's. The load average at the start
+and end is recorded with the figures.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -20,6 +27,7 @@ from typing import Any
 
 CHANNELS = 2000
 SOURCES_PER_CHANNEL = 2
+NOOP_RUNS = 5
 
 
 # -- the fake TVHeadend in a child process -------------------------------------------------------------
@@ -166,27 +174,49 @@ async def _run(url: str, conn: Connection, data_dir: Path) -> dict[str, Any]:
         return None
 
     options = PublishOptions(concurrency=8, scan_timeout=600, scan_poll_interval=1.0)
-    figures: dict[str, Any] = {"channels": CHANNELS, "sources_per_channel": SOURCES_PER_CHANNEL}
+    figures: dict[str, Any] = {
+        "channels": CHANNELS,
+        "sources_per_channel": SOURCES_PER_CHANNEL,
+        "loadavg_start": _loadavg(),
+    }
     async with aiohttp.ClientSession() as http:
         client = TvheadendClient(http, url, "admin", "admin", timeout=60)
-        for label in ("first", "second"):
-            ask("clear")
-            fake_cpu = ask("stats")["cpu"]
-            started, cpu = time.perf_counter(), time.process_time()
-            result = await publish_lineup(db, client, options, progress)
-            elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
-            stats = ask("stats")
-            figures[f"{label}_publish_seconds"] = round(elapsed, 2)
-            figures[f"{label}_publish_tic_cpu_seconds"] = round(cpu, 2)
-            figures[f"{label}_publish_fake_tvh_cpu_seconds"] = round(stats["cpu"] - fake_cpu, 2)
-            figures[f"{label}_publish_tvh_calls"] = stats["calls"]
-            figures[f"{label}_publish_tvh_writes"] = stats["writes"]
-            figures[f"{label}_publish_problems"] = len(result["problems"])
-            figures[f"{label}_publish_problem_reasons"] = sorted(
-                {str(p.get("reason")) for p in result["problems"]}
-            )
+        for label, runs in (("first", 1), ("second", NOOP_RUNS)):
+            samples: list[dict[str, Any]] = []
+            for _run in range(runs):
+                ask("clear")
+                fake_cpu = ask("stats")["cpu"]
+                started, cpu = time.perf_counter(), time.process_time()
+                result = await publish_lineup(db, client, options, progress)
+                elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+                stats = ask("stats")
+                samples.append(
+                    {
+                        "seconds": elapsed,
+                        "tic_cpu": cpu,
+                        "fake_cpu": stats["cpu"] - fake_cpu,
+                        "calls": stats["calls"],
+                        "writes": stats["writes"],
+                        "problems": result["problems"],
+                        "objects": stats["objects"],
+                    }
+                )
+            figures[f"{label}_publish_seconds"] = _median(samples, "seconds")
+            if runs > 1:
+                figures[f"{label}_publish_seconds_min"] = round(min(s["seconds"] for s in samples), 2)
+                figures[f"{label}_publish_seconds_all"] = [round(s["seconds"], 2) for s in samples]
+            figures[f"{label}_publish_tic_cpu_seconds"] = _median(samples, "tic_cpu")
+            figures[f"{label}_publish_fake_tvh_cpu_seconds"] = _median(samples, "fake_cpu")
+            figures[f"{label}_publish_tvh_calls"] = max(s["calls"] for s in samples)
+            figures[f"{label}_publish_tvh_writes"] = max(s["writes"] for s in samples)
+            problems = [p for s in samples for p in s["problems"]]
+            figures[f"{label}_publish_problems"] = max(len(s["problems"]) for s in samples)
+            figures[f"{label}_publish_problem_reasons"] = sorted({str(p.get("reason")) for p in problems})
             if label == "first":
-                figures["tvh_objects_after_first"] = stats["objects"]
+                figures["tvh_objects_after_first"] = samples[0]["objects"]
+        idle = ask("stats")["cpu"]
+        await asyncio.sleep(2.0)
+        figures["fake_tvh_idle_cpu_per_second"] = round((ask("stats")["cpu"] - idle) / 2.0, 3)
 
         async with db.transaction() as session:
             await session.execute(
@@ -222,7 +252,19 @@ async def _run(url: str, conn: Connection, data_dir: Path) -> dict[str, Any]:
         figures["one_change_only_that_channel"] = touched == muxes | {channel_uuid}
     await db.dispose()
     figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    figures["loadavg_end"] = _loadavg()
     return figures
+
+
+def _median(samples: list[dict[str, Any]], key: str) -> float:
+    return round(statistics.median(s[key] for s in samples), 2)
+
+
+def _loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
 
 
 def run() -> dict[str, Any]:

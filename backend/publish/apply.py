@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from backend.publish.plan import Op, RecordKey
+from backend.publish.plan import READ_PAGE_SIZE, Op, RecordKey
 from backend.tvheadend.client import TvheadendClient, TvheadendError
 
 log = logging.getLogger(__name__)
@@ -174,9 +174,11 @@ async def wait_for_scans(
         await asyncio.sleep(min(delay, interval, max(0.0, deadline - time.monotonic())))
         delay *= 2
         rows = await client.grid(
-            "mpegts/mux/grid", {"hidemode": "none", "list": "uuid,scan_state,scan_result,num_svc"}
+            "mpegts/mux/grid",
+            {"hidemode": "none", "list": "uuid,scan_state,scan_result,num_svc"},
+            page_size=READ_PAGE_SIZE,
         )
-        stats.reads += 1
+        stats.reads += max(1, -(-len(rows) // READ_PAGE_SIZE))
         seen = {row["uuid"]: row for row in rows}
         for uuid in list(pending):
             found = seen.get(uuid)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +22,36 @@ MARKER_TAG_NAME = "TIC"
 TAG_COMMENT = "Managed by TIC"
 MARKER_TAG_COMMENT = TAG_COMMENT + ": marks the channels TIC publishes"
 _MUX_KEY = re.compile(r"\(TIC #(\d+)\)\s*$")
+
+#: The mux fields TIC sets (`load_lineup` fills exactly these); compared with what TVHeadend holds.
+MUX_FIELDS: tuple[str, ...] = (
+    "iptv_url",
+    "iptv_muxname",
+    "iptv_sname",
+    "iptv_epgid",
+    "channel_number",
+    "iptv_icon",
+    "iptv_hdr",
+    "priority",
+    "enabled",
+    "epg",
+)
+#: Rows per grid request when reading TVHeadend's state. TVHeadend builds the whole matching set for
+#: every page and serialises only the page, so a lineup of thousands of muxes costs one full pass per
+#: page: fewer, larger pages of a few fields each (about 1 MB for 2,000 mux rows) cost it less than
+#: many small ones, and far less than the "All" page size of its own web UI.
+READ_PAGE_SIZE = 2000
+#: The fields the planner reads from each grid (TVHeadend's `list` argument; `uuid` always comes).
+#: Mux and service rows have dozens of fields each: asking for these few keeps the replies
+#: (and the time TVHeadend spends building them under its global lock) small. A field the planner
+#: compares but that is missing here would read as "changed" on every publish.
+GRID_FIELDS: dict[str, tuple[str, ...]] = {
+    "tag": ("name", "enabled", "internal", "comment"),
+    "network": ("networkname", "max_streams", "skipinitscan", "enabled"),
+    "mux": ("network_uuid", "scan_state", "scan_result", *MUX_FIELDS),
+    "service": ("multiplex_uuid", "sid", "enabled"),
+    "channel": ("name", "number", "icon", "enabled", "tags", "services"),
+}
 
 #: Apply order: parents before children when creating, children before parents when deleting.
 KIND_ORDER: dict[str, int] = {"tag": 0, "network": 1, "mux": 2, "channel": 3}
@@ -110,18 +139,24 @@ class Lineup:
     muxes: list[DesiredMux] = field(default_factory=list)
     channels: list[DesiredChannel] = field(default_factory=list)
     records: dict[RecordKey, Record] = field(default_factory=dict)
+    #: The bookkeeping rows exactly as stored when the lineup was loaded (a subset of `records`, which
+    #: also takes uuids from TIC's own rows): what saving the records compares with.
+    stored: dict[RecordKey, Record] = field(default_factory=dict)
     #: Channel sources left out (no URL, disabled playlist...), for the report.
     skipped: list[dict[str, Any]] = field(default_factory=list)
 
-    def fingerprint(self) -> str:
-        """A hash of the whole desired lineup: equal fingerprints publish the same thing."""
-        payload = [
-            [(t.key, t.name) for t in self.tags],
-            [(n.key, n.name, n.max_streams) for n in self.networks],
-            [(m.key, m.network_key, m.channel_key, sorted(m.fields.items())) for m in self.muxes],
-            [(c.key, c.name, c.number, c.icon, c.tag_keys, c.mux_keys) for c in self.channels],
-        ]
-        return hashlib.sha256(json.dumps(payload, default=str).encode()).hexdigest()
+    def same_as(self, other: Lineup) -> bool:
+        """Whether `other` publishes the same thing (records and skipped sources aside).
+
+        The desired objects are frozen dataclasses, so this is a plain comparison: much cheaper than
+        hashing a serialised lineup of thousands of objects.
+        """
+        return (
+            self.tags == other.tags
+            and self.networks == other.networks
+            and self.muxes == other.muxes
+            and self.channels == other.channels
+        )
 
 
 @dataclass

@@ -24,11 +24,13 @@ from backend.playlists.models import PlaylistSource, Stream
 from backend.publish.apply import Applier, ApplyStats, wait_for_scans
 from backend.publish.models import TvhManagedObject, TvhPublishRun
 from backend.publish.plan import (
+    GRID_FIELDS,
     MANUAL_NETWORK_KEY,
     MANUAL_NETWORK_NAME,
     MARKER_TAG_KEY,
     MARKER_TAG_NAME,
     NETWORK_PREFIX,
+    READ_PAGE_SIZE,
     DesiredChannel,
     DesiredMux,
     DesiredNetwork,
@@ -42,7 +44,7 @@ from backend.publish.plan import (
     mux_name,
 )
 from backend.settings import service as settings_service
-from backend.tvheadend.client import PAGE_SIZE, TvheadendClient
+from backend.tvheadend.client import TvheadendClient
 from backend.tvheadend.service import client_from_settings
 
 log = logging.getLogger(__name__)
@@ -141,10 +143,12 @@ def stream_target(
     return base, "".join(lines)
 
 
-async def load_lineup(session: AsyncSession) -> Lineup:
+async def load_lineup(session: AsyncSession, *, with_records: bool = True) -> Lineup:
     """What TVHeadend should show: enabled channels, their enabled sources with a URL, tags, networks.
 
     Plain column selects (no ORM objects): a lineup of thousands of channels loads in milliseconds.
+    Without `with_records` the bookkeeping of what was published (one JSON document per object) is
+    left out: enough to tell whether the lineup changed.
     """
     lineup = Lineup()
     channels = (
@@ -266,13 +270,15 @@ async def load_lineup(session: AsyncSession) -> Lineup:
                 tuple(mux_keys),
             )
         )
-    lineup.records = await _load_records(session, channels, rows, tags)
+    if with_records:
+        lineup.records, lineup.stored = await _load_records(session, channels, rows, tags)
     return lineup
 
 
 async def _load_records(
     session: AsyncSession, channels: Any, source_rows: Any, tags: Any
-) -> dict[RecordKey, Record]:
+) -> tuple[dict[RecordKey, Record], dict[RecordKey, Record]]:
+    """The uuids on TIC's rows overlaid with the bookkeeping table; and the table's rows alone."""
     records: dict[RecordKey, Record] = {}
     # Uuids on TIC's own rows count when the bookkeeping table has nothing (e.g. a restored backup).
     for channel in channels:
@@ -290,9 +296,11 @@ async def _load_records(
         TvhManagedObject.tvh_uuid,
         TvhManagedObject.fields_digest,
     )
+    stored: dict[RecordKey, Record] = {}
     for kind, key, uuid, digests in await session.execute(stmt):
-        records[(kind, key)] = Record(uuid, dict(digests or {}))
-    return records
+        stored[(kind, key)] = Record(uuid, dict(digests or {}))
+    records.update(stored)
+    return records, stored
 
 
 async def lineup_changed_at(session: AsyncSession) -> datetime | None:
@@ -311,16 +319,28 @@ async def lineup_changed_at(session: AsyncSession) -> datetime | None:
 
 
 async def read_snapshot(client: TvheadendClient, stats: ApplyStats | None = None) -> Snapshot:
+    """TVHeadend's networks, muxes, services, channels and tags: only the fields the planner reads.
+
+    The five grids are read at the same time (five requests in flight at most); each grid's pages one
+    after the other.
+    """
+
+    async def read(path: str, kind: str, **params: Any) -> list[dict[str, Any]]:
+        return await client.grid(
+            path, {**params, "list": ",".join(GRID_FIELDS[kind])}, page_size=READ_PAGE_SIZE
+        )
+
     networks, muxes, services, channels, tags = await asyncio.gather(
-        client.network_grid(),
-        client.mux_grid("none"),
-        client.service_grid("none"),
-        client.channel_grid(all=True),
-        client.channeltag_grid(all=True),
+        read("mpegts/network/grid", "network"),
+        read("mpegts/mux/grid", "mux", hidemode="none"),
+        read("mpegts/service/grid", "service", hidemode="none"),
+        read("channel/grid", "channel", all=1),
+        read("channeltag/grid", "tag", all=1),
     )
     if stats is not None:
         stats.reads += sum(
-            max(1, math.ceil(len(rows) / PAGE_SIZE)) for rows in (networks, muxes, services, channels, tags)
+            max(1, math.ceil(len(rows) / READ_PAGE_SIZE))
+            for rows in (networks, muxes, services, channels, tags)
         )
     return Snapshot(networks=networks, muxes=muxes, services=services, channels=channels, tags=tags)
 
@@ -368,9 +388,12 @@ async def _reconcile(
     stats: ApplyStats,
     progress: Progress,
     drift: list[dict[str, Any]],
+    snapshot: Snapshot | None = None,
 ) -> Plan:
-    await progress(5, "Reading TVHeadend's networks, muxes, services, channels and tags")
-    plan = compute_plan(await read_snapshot(client, stats), lineup)
+    if snapshot is None:
+        await progress(5, "Reading TVHeadend's networks, muxes, services, channels and tags")
+        snapshot = await read_snapshot(client, stats)
+    plan = compute_plan(snapshot, lineup)
     drift += plan.drift()
     waited: set[str] = set()
     for _round in range(options.max_rounds):
@@ -393,15 +416,61 @@ async def _reconcile(
         # Updates change no uuids and no services; after creates, deletes or scans the plan is redone.
         reread = bool(fresh or any(op.action != "update" for op in early) or len(stats.failed) > failed)
         if reread:
-            plan = compute_plan(await read_snapshot(client, stats), lineup)
+            snapshot = await read_snapshot(client, stats)
+            plan = compute_plan(snapshot, lineup)
         late = plan.of(*_CHANNELS)
         if late:
             await progress(70, f"Applying {len(late)} change(s) to TVHeadend channels")
             await Applier(client, options.concurrency, stats).run(late, plan.claims)
-        if late or (early and not reread):
+        written = late + ([] if reread else early)
+        if written:
             # Verify: what TVHeadend holds now, so a change that did not take effect is tried again.
-            plan = compute_plan(await read_snapshot(client, stats), lineup)
+            # After updates alone (no uuid or service can have changed) reading back just the updated
+            # objects tells the same as reading every grid again.
+            updated = [op.uuid for op in written if op.action == "update" and op.uuid]
+            only_updates = len(updated) == len(written) and len(stats.failed) == failed
+            if only_updates and len(updated) <= READ_PAGE_SIZE:
+                snapshot = await _reload_objects(client, snapshot, updated, stats)
+            else:
+                snapshot = await read_snapshot(client, stats)
+            plan = compute_plan(snapshot, lineup)
     return plan
+
+
+#: Uuids per `idnode/load` when reading updated objects back.
+LOAD_BATCH = 500
+
+
+async def _reload_objects(
+    client: TvheadendClient, snapshot: Snapshot, uuids: list[str], stats: ApplyStats
+) -> Snapshot:
+    """`snapshot` with the rows of `uuids` read again (as grid rows); objects that vanished are dropped."""
+    fields = sorted({name for names in GRID_FIELDS.values() for name in names})
+    fresh: dict[str, dict[str, Any]] = {}
+    for i in range(0, len(uuids), LOAD_BATCH):
+        for row in await client.idnode_load(uuids[i : i + LOAD_BATCH], fields):
+            fresh[str(row.get("uuid"))] = row
+        stats.reads += 1
+    wanted = set(uuids)
+
+    def patch(rows: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+        keep = ("uuid", *GRID_FIELDS[kind])
+        out = []
+        for row in rows:
+            uuid = row["uuid"]
+            if uuid not in wanted:
+                out.append(row)
+            elif uuid in fresh:
+                out.append({k: v for k, v in fresh[uuid].items() if k in keep})
+        return out
+
+    return Snapshot(
+        networks=patch(snapshot.networks, "network"),
+        muxes=patch(snapshot.muxes, "mux"),
+        services=snapshot.services,
+        channels=patch(snapshot.channels, "channel"),
+        tags=patch(snapshot.tags, "tag"),
+    )
 
 
 async def _wait(
@@ -434,23 +503,31 @@ async def publish_lineup(
         run_id = run.id
     stats = ApplyStats()
     drift: list[dict[str, Any]] = []
-    async with db.session() as session:
-        lineup = await load_lineup(session)
+    await progress(5, "Reading the lineup, and TVHeadend's networks, muxes, services, channels and tags")
+    # The database and TVHeadend are read at the same time: neither read depends on the other.
+    loaded, snapshot = await asyncio.gather(
+        _read_lineup(db), read_snapshot(client, stats), return_exceptions=True
+    )
+    if isinstance(loaded, BaseException) or isinstance(snapshot, BaseException):
+        failure = loaded if isinstance(loaded, BaseException) else snapshot
+        assert isinstance(failure, BaseException)
+        if isinstance(failure, Exception):
+            # Nothing was written to TVHeadend yet, so there are no records to keep.
+            await _finish_run(db, run_id, "failed", stats, drift, [], error=_error_text(failure))
+        raise failure
+    lineup = loaded
     try:
-        plan = await _reconcile(client, lineup, options, stats, progress, drift)
+        plan = await _reconcile(client, lineup, options, stats, progress, drift, snapshot)
         # Edits made while this run was applying are published by the same run, not lost to the dedupe.
-        for _again in range(2):
+        for again in range(3):
             await _save_records(db, plan, stats, lineup)
-            async with db.session() as session:
-                latest = await load_lineup(session)
-            if latest.fingerprint() == lineup.fingerprint():
+            if again == 2 or lineup.same_as(await _read_lineup(db, with_records=False)):
                 break
-            lineup = latest
+            lineup = await _read_lineup(db)
             plan = await _reconcile(client, lineup, options, stats, progress, drift)
     except Exception as exc:
         await _save_records(db, None, stats, lineup)
-        error = f"{exc.message} [{exc.code}]" if isinstance(exc, AppError) else type(exc).__name__
-        await _finish_run(db, run_id, "failed", stats, drift, [], error=error)
+        await _finish_run(db, run_id, "failed", stats, drift, [], error=_error_text(exc))
         raise
     problems = [*stats.failed, *plan.without_service]
     leftover = [op.to_dict() for op in plan.ops]
@@ -465,6 +542,15 @@ async def publish_lineup(
     result = await _finish_run(db, run_id, "succeeded", stats, drift, problems, warnings=plan.warnings)
     result["skipped"] = lineup.skipped
     return result
+
+
+async def _read_lineup(db: Database, *, with_records: bool = True) -> Lineup:
+    async with db.session() as session:
+        return await load_lineup(session, with_records=with_records)
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{exc.message} [{exc.code}]" if isinstance(exc, AppError) else type(exc).__name__
 
 
 async def _finish_run(
@@ -569,25 +655,27 @@ async def _save_records(db: Database, plan: Plan | None, stats: ApplyStats, line
             wanted[key] = stats.written[key]
     now = utcnow()
     async with db.transaction() as session:
+        # Ids and uuids only: the digests were read with the lineup (decoding thousands of JSON documents
+        # again would cost more than the rest of a publish with nothing to do). Publishes run one at a
+        # time and only they write this table, so those digests are still what is stored.
         existing = {
-            (kind, key): (row_id, uuid, dict(digests or {}))
-            for row_id, kind, key, uuid, digests in await session.execute(
+            (kind, key): (row_id, uuid)
+            for row_id, kind, key, uuid in await session.execute(
                 select(
                     TvhManagedObject.id,
                     TvhManagedObject.kind,
                     TvhManagedObject.tic_key,
                     TvhManagedObject.tvh_uuid,
-                    TvhManagedObject.fields_digest,
                 )
             )
         }
-        stale = [row_id for key, (row_id, _u, _d) in existing.items() if key not in wanted]
+        stale = [row_id for key, (row_id, _u) in existing.items() if key not in wanted]
         if stale and plan is not None:
             await session.execute(delete(TvhManagedObject).where(TvhManagedObject.id.in_(stale)))
         changed = [
             {"id": existing[key][0], "tvh_uuid": uuid, "fields_digest": digests, "updated_at": now}
             for key, (uuid, digests) in wanted.items()
-            if key in existing and (existing[key][1], existing[key][2]) != (uuid, digests)
+            if key in existing and _stored_differs(lineup.stored.get(key), existing[key][1], uuid, digests)
         ]
         if changed:
             await session.execute(update(TvhManagedObject), changed)
@@ -600,6 +688,13 @@ async def _save_records(db: Database, plan: Plan | None, stats: ApplyStats, line
             await session.execute(insert(TvhManagedObject), added)
         uuids = {key: value[0] for key, value in wanted.items()}
         await _sync_row_uuids(session, uuids, clear=plan is not None)
+
+
+def _stored_differs(stored: Record | None, stored_uuid: str, uuid: str, digests: Mapping[str, str]) -> bool:
+    """Whether a bookkeeping row must be rewritten; a row the lineup did not load is always rewritten."""
+    if stored is None or stored.uuid != stored_uuid:
+        return True
+    return stored.uuid != uuid or dict(stored.digests) != dict(digests)
 
 
 async def _sync_row_uuids(session: AsyncSession, uuids: Mapping[RecordKey, str], *, clear: bool) -> None:

@@ -207,14 +207,20 @@ class TvheadendClient:
             return self._decode(reply, path, form)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def grid(self, path: str, params: Mapping[str, Any] | None = None) -> list[Row]:
-        """Read every row of a grid, PAGE_SIZE rows per request, until `total` (or `totalCount`) is met."""
+    async def grid(
+        self, path: str, params: Mapping[str, Any] | None = None, *, page_size: int = PAGE_SIZE
+    ) -> list[Row]:
+        """Read every row of a grid, `page_size` rows per request, until `total` (or `totalCount`) is met.
+
+        Pages are read one after the other: TVHeadend builds every page under its global lock, so
+        concurrent pages would only queue there.
+        """
         rows: list[Row] = []
         seen: set[str] = set()
         start = 0
         while True:
             data = await self.call(
-                path, {**(params or {}), "start": start, "limit": PAGE_SIZE}, idempotent=True
+                path, {**(params or {}), "start": start, "limit": page_size}, idempotent=True
             )
             entries = data.get("entries") if isinstance(data, dict) else None
             total = data.get("total", data.get("totalCount")) if isinstance(data, dict) else None
@@ -235,7 +241,7 @@ class TvheadendClient:
                     seen.add(uuid)
                 rows.append(entry)
             start += len(entries)
-            if not entries or len(entries) < PAGE_SIZE or start >= total:
+            if not entries or len(entries) < page_size or start >= total:
                 return rows
 
     # -- authentication and transport ------------------------------------------------------------------

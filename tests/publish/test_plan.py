@@ -314,3 +314,17 @@ def test_stream_target_turns_pipe_and_source_headers_into_iptv_hdr() -> None:
     assert url == "http://h/s.ts"
     assert hdr == "User-Agent: Kodi\nX-Token: abc\nOrigin: o  Evil: 1\nReferer: http://r/\n"
     assert stream_target("udp://239.0.0.1:1234", {"A": "b"}, None) == ("udp://239.0.0.1:1234", "")
+
+
+def test_same_as_tells_a_changed_lineup_from_a_reloaded_one() -> None:
+    desired = lineup(("One", 101, ["http://a/1", "http://b/1"]), tags={"7": "News"})
+    reloaded = copy.deepcopy(desired)
+    reloaded.records = {("channel", "1"): Record(uid())}
+    assert desired.same_as(reloaded), "records and skipped sources are not part of what is published"
+    moved = copy.deepcopy(desired)
+    mux = moved.muxes[1]
+    moved.muxes[1] = DesiredMux(mux.key, mux.network_key, mux.channel_key, {**mux.fields, "priority": 9})
+    assert not desired.same_as(moved)
+    renamed = copy.deepcopy(desired)
+    renamed.tags[1] = DesiredTag("7", "Sport")
+    assert not desired.same_as(renamed)

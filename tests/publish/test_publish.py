@@ -143,6 +143,33 @@ async def test_changing_one_channel_writes_only_its_objects(
     assert result["summary"]["updated"] == 3 and result["drift"] == []
 
 
+async def test_updates_are_verified_by_reading_back_only_what_was_written(
+    db: Database, client: TvheadendClient, tvh: FakeTvheadend
+) -> None:
+    ids = await make_lineup(db)
+    await publish(db, client)
+    async with db.transaction() as session:
+        await session.execute(update(Channel).where(Channel.id == ids.channels["one"]).values(name="Uno"))
+    # TVHeadend answers the first save with success but does not apply it (as it does for read-only
+    # fields): the read-back sees that, and the same run tries again.
+    tvh.fail_next("api/idnode/save", 200, body="{}", content_type="application/json")
+    tvh.clear_calls()
+    result = await publish(db, client)
+    assert result["status"] == "succeeded" and result["problems"] == []
+    assert {m["iptv_sname"] for m in tvh.state.muxes.values()} == {"Uno", "Two", "Three"}
+    assert "Uno" in by_name(managed_channels(tvh))
+    assert len(tvh.calls_to("api/idnode/save")) == 3
+    for grid in ("mpegts/network", "mpegts/mux", "mpegts/service", "channel", "channeltag"):
+        assert len(tvh.calls_to(f"api/{grid}/grid")) == 1, "grids are read once, at the start"
+    loaded = {u for c in tvh.calls_to("api/idnode/load") for u in c.json_arg("uuid")}
+    assert loaded == {
+        u for c in tvh.calls_to("api/idnode/save") for n in c.json_arg("node") for u in [n["uuid"]]
+    }
+    tvh.clear_calls()
+    await publish(db, client)
+    assert tvh.write_calls() == []
+
+
 async def test_a_new_stream_url_updates_only_the_mux(
     db: Database, client: TvheadendClient, tvh: FakeTvheadend
 ) -> None:
@@ -213,6 +240,24 @@ async def test_drift_is_listed_and_put_back(
     tvh.clear_calls()
     await publish(db, client)
     assert tvh.write_calls() == []
+
+
+async def test_a_field_tic_changed_then_changed_in_tvheadend_is_drift(
+    db: Database, client: TvheadendClient, tvh: FakeTvheadend
+) -> None:
+    """What TIC wrote is recorded on every publish, so later hand edits of it are told apart as drift."""
+    ids = await make_lineup(db)
+    await publish(db, client)
+    async with db.transaction() as session:
+        await session.execute(update(Channel).where(Channel.id == ids.channels["one"]).values(name="Uno"))
+    changed = await publish(db, client)
+    assert changed["drift"] == [] and changed["summary"]["updated"] == 3
+    uno = by_name(managed_channels(tvh))["Uno"]["uuid"]
+    tvh.state.nodes[uno].fields["name"] = "Changed in the TVH UI"
+    preview = await preview_plan(db, client)
+    assert [(d["kind"], d["what"], d["fields"]) for d in preview["drift"]] == [
+        ("channel", "changed in TVHeadend", ["name"])
+    ]
 
 
 async def test_objects_deleted_by_hand_between_preview_and_apply(
@@ -337,8 +382,35 @@ async def test_unreachable_wrong_password_and_missing_rights(
         with pytest.raises(TvheadendError) as info:
             await publish(db, client)
         assert info.value.code == code
+        async with db.session() as session:
+            last = await last_publish(session)
+        assert last is not None and last["status"] == "failed" and code in (last["error"] or "")
+        assert last["finished_at"] is not None
     assert tvh.write_calls() == []
     assert tvh.state.networks == {}
+
+
+async def test_an_edit_made_while_publishing_is_published_by_the_same_run(
+    db: Database, client: TvheadendClient, tvh: FakeTvheadend
+) -> None:
+    ids = await make_lineup(db)
+    await publish(db, client)
+    async with db.transaction() as session:
+        await session.execute(update(Channel).where(Channel.id == ids.channels["one"]).values(name="Uno"))
+    tvh.delay_next("api/idnode/save", 0.5)
+    task = asyncio.ensure_future(publish(db, client))
+    while not tvh.calls_to("api/idnode/save"):
+        await asyncio.sleep(0.01)
+    # The run is applying "Uno" when the admin renames another channel.
+    async with db.transaction() as session:
+        await session.execute(update(Channel).where(Channel.id == ids.channels["two"]).values(name="Deux"))
+    result = await task
+    assert result["status"] == "succeeded" and result["problems"] == []
+    assert set(by_name(managed_channels(tvh))) == {"Uno", "Deux", "Three"}
+    assert result["drift"] == [], "the run's own changes are not mistaken for changes made in TVHeadend"
+    tvh.clear_calls()
+    again = await publish(db, client)
+    assert tvh.write_calls() == [] and again["drift"] == []
 
 
 async def test_a_mux_that_never_produces_a_service_is_reported(
