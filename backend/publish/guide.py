@@ -93,7 +93,7 @@ async def write_guide(db: Database, path: Path, now: datetime | None = None) -> 
     TVHeadend's socket with TVHeadend-friendly ids, streamed from the database in chunks.
     """
     now = now or datetime.now(UTC)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    await run_blocking(lambda: path.parent.mkdir(parents=True, exist_ok=True))
     await run_blocking(
         path.write_text, '<?xml version="1.0" encoding="UTF-8"?>\n<tv generator-info-name="TIC">\n'
     )
