@@ -3,7 +3,9 @@
 Measures trigger -> task succeeded -> streams visible for 10k, 50k and 100k entries (median of 3 runs,
 each a fresh playlist), and a refresh of the 100k playlist with 1% of its entries changed. While an
 import runs it samples, every 50 ms, the RSS of the TIC process, alone and with its worker children (/proc) and the
-latency of /tic-api/health with the loop lag TIC reports there (sampled by TIC every 250 ms).
+latency of /tic-api/health with the loop lag TIC reports there (sampled by TIC every 250 ms). Each run
+also records the CPU seconds of TIC and its finished worker processes and the load average at its
+start: on a shared machine wall-clock figures vary with the load, CPU seconds much less.
 
 Run: `python -m bench bench_playlists` (SQLite in a temporary data dir), or with
 TIC_BENCH_DATABASE_URL=postgresql+asyncpg://... for PostgreSQL. TIC_BENCH_SIZES=10000,50000 limits sizes.
@@ -90,6 +92,21 @@ def _rss_kib(pid: int) -> int:
     except OSError:
         pass
     return 0
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and of its children that have ended (the parse workers)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # utime, stime, cutime, cstime are fields 14-17 of stat(5); fields[0] here is field 3.
+    ticks = sum(int(v) for v in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _load_average() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
 
 
 def _descendants(pid: int) -> list[int]:
@@ -196,7 +213,10 @@ async def _timed_import(
 ) -> dict[str, float]:
     samples: dict[str, list[float]] = {"rss": [], "rss_parent": [], "health": [], "lag": []}
     stop = asyncio.Event()
+    assert tic.proc is not None
     sampler = asyncio.create_task(_sample(http, tic, stop, samples))
+    cpu_before = _cpu_seconds(tic.proc.pid)
+    load = _load_average()
     started = time.perf_counter()
     task_id = (await tic.call(http, "POST", f"/tic-api/playlists/update/{playlist_id}"))["task_id"]
     while True:
@@ -208,6 +228,8 @@ async def _timed_import(
         raise RuntimeError(f"import failed: {task['error']}")
     page = await tic.call(http, "GET", f"/tic-api/playlists/{playlist_id}/streams?limit=1")
     elapsed = time.perf_counter() - started
+    # Wall-clock time depends on what else the machine runs; CPU seconds compare versions fairly.
+    cpu = _cpu_seconds(tic.proc.pid) - cpu_before
     stop.set()
     await sampler
     if os.environ.get("TIC_BENCH_VERBOSE"):
@@ -216,6 +238,8 @@ async def _timed_import(
         raise RuntimeError(f"expected {expected} streams, the API shows {page['total']}")
     return {
         "seconds": elapsed,
+        "cpu_seconds": cpu,
+        "load_average": load,
         "peak_rss_mb": max(samples["rss"]),
         "peak_rss_tic_mb": max(samples["rss_parent"]),
         "loop_lag_p99_ms": _percentile(samples["lag"], 99),
@@ -228,6 +252,9 @@ def _summary(runs: list[dict[str, float]]) -> dict[str, Any]:
     return {
         "median_s": round(statistics.median(r["seconds"] for r in runs), 2),
         "runs_s": [round(r["seconds"], 2) for r in runs],
+        "median_cpu_s": round(statistics.median(r["cpu_seconds"] for r in runs), 2),
+        "runs_cpu_s": [round(r["cpu_seconds"], 2) for r in runs],
+        "load_average": [r["load_average"] for r in runs],
         "peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs), 1),
         "peak_rss_tic_only_mb": round(max(r["peak_rss_tic_mb"] for r in runs), 1),
         "loop_lag_p99_ms": round(max(r["loop_lag_p99_ms"] for r in runs), 1),

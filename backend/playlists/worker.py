@@ -60,6 +60,9 @@ _LENGTH = struct.Struct("<I")
 # the attribute's value is exactly the column's, so the attribute is not stored twice (see attributes()).
 _FOLDED = (("tvg-id", 1), ("tvg-name", 2), ("tvg-logo", 4), ("tvg-chno", 8), ("group-title", 16))
 _FOLDED_NAMES = [frozenset(a for a, bit in _FOLDED if mask & bit) for mask in range(32)]
+# The `extra` of an entry whose attributes all went into columns and that has nothing else to keep:
+# the common case, so its text is made once per mask rather than once per entry.
+_COLUMNS_ONLY = [f'{{"columns":{mask}}}' for mask in range(32)]
 _KEY_WIDTH = 64
 
 
@@ -139,10 +142,15 @@ class RowWriter:
                 folded |= 16
             if folded:
                 dropped = _FOLDED_NAMES[folded]
-                rest = {k: v for k, v in attrs.items() if k not in dropped}
-        extra = _extra(rest, folded, e) if rest or folded or e.vlc_options or e.kodi_props else None
-        if extra is None and e.duration is not None and e.duration != -1.0:
+                # Every folded name is an attribute, so equal sizes mean nothing is left over.
+                rest = (
+                    {k: v for k, v in attrs.items() if k not in dropped} if len(attrs) > len(dropped) else {}
+                )
+        duration = e.duration
+        if rest or e.vlc_options or e.kodi_props or (duration is not None and duration != -1.0):
             extra = _extra(rest, folded, e)
+        else:
+            extra = _COLUMNS_ONLY[folded] if folded else None
         headers = _json_object(e.headers) if e.headers else None
         days = e.catchup_days
         if days is not None and not 0 <= days <= 3650:
