@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -348,6 +349,31 @@ async def _measure(url: str, headers: dict[str, str], clients: int, rounds: int)
     }
 
 
+def _rename_every_channel(db_path: Path, round_no: int) -> None:
+    """Change every channel's name, behind TIC's back, so no remembered M3U entry can be used."""
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("UPDATE channel SET name = rtrim(name, ' 0123456789') || ' ' || ?", (str(round_no),))
+
+
+async def _after_changes(
+    tic: TicProcess, db_path: Path, url: str, headers: dict[str, str], rounds: int
+) -> dict[str, Any]:
+    """1 client, each request right after the whole lineup changed: the cold render (every entry formatted)."""
+    timings: list[dict[str, Any]] = []
+    cpu = 0.0
+    for round_no in range(rounds):
+        await asyncio.to_thread(_rename_every_channel, db_path, round_no)
+        before = tic.cpu_seconds()
+        timings.append(await _measure(url, headers, 1, 1))
+        cpu += tic.cpu_seconds() - before
+    return {
+        "requests": rounds,
+        "total_p50_ms": statistics.median(t["total_p50_ms"] for t in timings),
+        "ttfb_p50_ms": statistics.median(t["ttfb_p50_ms"] for t in timings),
+        "tic_cpu_ms_per_request": round(cpu * 1000 / rounds, 1),
+    }
+
+
 async def _build_guide(tic: TicProcess, token: str) -> dict[str, Any]:
     auth = {"Authorization": f"Bearer {token}"}
     peak_child_kib = 0
@@ -434,6 +460,10 @@ async def _run(work: Path) -> dict[str, Any]:
             many = await _measure(url, headers, CLIENTS, concurrent_rounds)
             many["tic_peak_rss_mib"] = round(tic.status("VmHWM") / 1024, 1)
             results[name] = {"1_client": one, f"{CLIENTS}_clients": many}
+        log.info("measuring combined_m3u after each lineup change")
+        results["combined_m3u_after_each_change"] = await _after_changes(
+            tic, work / "data" / "tic.db", urls["combined_m3u"][0], plain, 10
+        )
         results["load_average_at_end"] = os.getloadavg()[0]
     finally:
         tic.stop()
@@ -449,5 +479,7 @@ METHOD = (
     "guide is built through POST /tic-api/outputs/xmltv/rebuild (the build_xmltv job in a child process). "
     "Clients are aiohttp on the same 2-core machine without decompression; TTFB = first body byte. "
     f"1 client = sequential requests; {CLIENTS} clients = rounds of {CLIENTS} simultaneous requests. "
-    "Peak RSS = VmHWM of the TIC process after resetting it via /proc/<pid>/clear_refs."
+    "Peak RSS = VmHWM of the TIC process after resetting it via /proc/<pid>/clear_refs. "
+    "combined_m3u_after_each_change: every channel renamed straight in the database before each request, "
+    "so no remembered entry is reused (the cold render)."
 )

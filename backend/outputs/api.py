@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, BinaryIO
@@ -19,7 +19,7 @@ from backend.auth import service as auth_service
 from backend.auth.guard import stream_key_required, user_required
 from backend.edge import services
 from backend.errors import NotFound, ServiceUnavailable
-from backend.outputs import formats, service
+from backend.outputs import formats, render, service
 from backend.outputs.jobs import BUILD_XMLTV
 from backend.playlists.models import PlaylistSource
 from backend.schemas import TaskQueued
@@ -35,6 +35,8 @@ XML_TYPE = "application/xml; charset=utf-8"
 BUILDING_RETRY_AFTER = 30
 #: AppServices.extras key of the lineup reads in flight (see _shared_lineup).
 INFLIGHT = "outputs.lineup_reads"
+#: AppServices.extras key of the remembered lineup entries (see render.EntryMemo).
+ENTRY_MEMO = "outputs.entry_memo"
 
 
 def _request_stream_key() -> str:
@@ -53,9 +55,13 @@ def _base_url(settings: service.OutputSettings) -> str:
     return f"{scheme}://{host}"
 
 
-async def _encoded(chunks: Iterable[str]) -> AsyncIterator[bytes]:
-    for chunk in chunks:
-        yield chunk.encode("utf-8")
+def _entry_memo() -> render.EntryMemo:
+    """The app's remembered lineup entries (one per app, so test apps never share one)."""
+    extras = services().extras
+    memo: render.EntryMemo | None = extras.get(ENTRY_MEMO)
+    if memo is None:
+        memo = extras[ENTRY_MEMO] = render.EntryMemo()
+    return memo
 
 
 async def _load_lineup(
@@ -94,8 +100,8 @@ async def _shared_lineup(
 async def _playlist_response(playlist_id: int | None) -> Response:
     settings, channels = await _shared_lineup(playlist_id)
     base, key = _base_url(settings), _request_stream_key()
-    items = service.playlist_items(channels, settings, base, key)
-    body = _encoded(formats.m3u_chunks(service.xmltv_url(base, key), items))
+    context = service.item_context(settings, base, key)
+    body = render.m3u_body(_entry_memo(), channels, context, service.xmltv_url(base, key))
     return Response(body, status=200, content_type=M3U_TYPE, headers={"Cache-Control": "no-store"})
 
 
@@ -255,9 +261,9 @@ async def get_hdhr_lineup(stream_key: str, target: str) -> Response:
     """The channels with GuideNumber = channel number and their stream URLs."""
     _, playlist_id, _ = await _device(target)
     settings, channels = await _shared_lineup(playlist_id)
-    items = service.playlist_items(channels, settings, _base_url(settings), stream_key)
+    context = service.item_context(settings, _base_url(settings), stream_key)
     return Response(
-        _encoded(formats.hdhr_lineup_chunks(items)),
+        render.hdhr_lineup_body(_entry_memo(), channels, context),
         status=200,
         content_type="application/json",
         headers={"Cache-Control": "no-store"},

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import escape as xml_escape
@@ -111,18 +110,6 @@ def m3u_entry(item: PlaylistItem) -> str:
     return "".join(parts)
 
 
-def m3u_chunks(xmltv_url: str, items: Iterable[PlaylistItem], per_chunk: int = 250) -> Iterable[str]:
-    """The whole playlist in pieces of `per_chunk` entries, for a streamed response."""
-    batch = [m3u_header(xmltv_url)]
-    for item in items:
-        batch.append(m3u_entry(item))
-        if len(batch) >= per_chunk:
-            yield "".join(batch)
-            batch = []
-    if batch:
-        yield "".join(batch)
-
-
 # --- HDHomeRun emulation ----------------------------------------------------------------------------
 
 
@@ -177,27 +164,16 @@ def hdhr_lineup_status() -> dict[str, Any]:
     return {"ScanInProgress": 0, "ScanPossible": 1, "Source": "Cable", "SourceList": ["Cable"]}
 
 
-def hdhr_lineup_chunks(items: Iterable[PlaylistItem], per_chunk: int = 250) -> Iterable[str]:
-    """lineup.json as a JSON array in pieces: GuideNumber is the channel number."""
-    yield "["
-    first = True
-    batch: list[str] = []
-    for item in items:
-        entry = json.dumps(
-            {
-                "GuideNumber": str(item.number),
-                "GuideName": display_name(item.name, item.number),
-                "URL": one_line(item.url),
-            },
-            ensure_ascii=False,
-        )
-        batch.append(entry if first else "," + entry)
-        first = False
-        if len(batch) >= per_chunk:
-            yield "".join(batch)
-            batch = []
-    batch.append("]")
-    yield "".join(batch)
+def hdhr_lineup_entry(item: PlaylistItem) -> str:
+    """One channel of lineup.json: GuideNumber is the channel number."""
+    return json.dumps(
+        {
+            "GuideNumber": str(item.number),
+            "GuideName": display_name(item.name, item.number),
+            "URL": one_line(item.url),
+        },
+        ensure_ascii=False,
+    )
 
 
 def hdhr_device_xml(device: HdhrDevice) -> str:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -47,19 +46,30 @@ class OutputSettings:
     default_tuners: int
 
 
-@dataclass(slots=True)
-class OutputChannel:
-    """An enabled channel with what the outputs need: its first playable source and TVH identity."""
+#: An enabled channel with what the outputs need, its first playable source and TVH identity:
+#: (id, number, name, guide_id, has_logo, group, tvh_uuid, direct_url, headers), where headers
+#: are the chosen source's provider request headers (the playlist's merged under the stream's).
+#:
+#: A plain tuple on purpose. It is hashable, so the rendered lineups can remember each channel's
+#: entry under it (see `render.EntryMemo`: every value an entry is made from must be in it). And
+#: unlike a named tuple or a dataclass, the garbage collector stops tracking a tuple of plain
+#: values: thousands of them per request then never promote into, and trigger, full collections
+#: of the whole app's heap, which cost more than building the lineup itself.
+OutputChannel = tuple[
+    int, int, str, str, bool, str | None, str | None, str | None, tuple[tuple[str, str], ...]
+]
 
-    id: int
-    number: int
-    name: str
-    guide_id: str
-    has_logo: bool
-    group: str | None
-    tvh_uuid: str | None
-    direct_url: str | None = None
-    headers: dict[str, str] = field(default_factory=dict)
+
+@dataclass(frozen=True, slots=True)
+class ItemContext:
+    """Everything besides the channel that decides what one client is sent for it."""
+
+    tvh_mode: bool
+    tvh_when_published: bool
+    base_url: str
+    #: The requester's stream key, percent-encoded for a query string.
+    quoted_key: str
+    logo_prefix: str
 
 
 async def output_settings(session: AsyncSession, keyring: Keyring) -> OutputSettings:
@@ -156,69 +166,81 @@ async def output_channels(session: AsyncSession, playlist_id: int | None = None)
         stmt = stmt.where(Stream.source_id == playlist_id)
     # Playlists are few: read them once instead of joining (and decoding their headers) per row.
     playlists: dict[int, tuple[bool, dict[str, str]]] = {}
-    for pid, enabled, agent, headers in await session.execute(
+    for pid, enabled, agent, extra_headers in await session.execute(
         select(PlaylistSource.id, PlaylistSource.enabled, PlaylistSource.user_agent, PlaylistSource.headers)
     ):
-        playlists[pid] = (bool(enabled), _merged_headers(headers, {"User-Agent": agent} if agent else None))
+        agent_header = {"User-Agent": agent} if agent else None
+        playlists[pid] = (bool(enabled), _merged_headers(extra_headers, agent_header))
+    no_playlist: tuple[bool, dict[str, str]] = (False, {})
     conn = await session.connection()
+    # Iterated, not .all(): a Row is only created as it is read and is dropped at once, so thousands
+    # of them never live long enough to be promoted and trigger full garbage collections.
+    rows = await conn.execute(stmt)
     channels: list[OutputChannel] = []
-    current: OutputChannel | None = None
-    for row in await conn.execute(stmt):
-        (cid, number, name, guide_id, logo_url, tvh_uuid, epg_icon, tag) = row[:8]
-        (stream_id, manual_url, snapshot_playlist, stream_url, stream_playlist, stream_headers) = row[8:]
-        if current is None or current.id != cid:
-            current = OutputChannel(
-                cid, number, name, guide_id, bool(logo_url or epg_icon), tag, tvh_uuid or None
-            )
-            channels.append(current)
-        if current.direct_url is not None:
+    append = channels.append
+    current: Any = None
+    url: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    for row in rows:
+        if current is None or current[0] != row[0]:
+            if current is not None:
+                append(_channel(current, url, headers))
+            current, url, headers = row, None, ()
+        if url is not None:
             continue
+        (stream_id, manual_url, snapshot_playlist, stream_url, stream_playlist, stream_headers) = row[8:]
         if stream_id is not None:
-            enabled, playlist_headers = playlists.get(stream_playlist, (False, {}))
+            enabled, playlist_headers = playlists.get(stream_playlist, no_playlist)
             if stream_url and enabled:
-                current.direct_url = stream_url
+                url = stream_url
                 own = _json_text(stream_headers)
-                current.headers = _merged_headers(playlist_headers, own) if own else playlist_headers
+                headers = tuple((_merged_headers(playlist_headers, own) if own else playlist_headers).items())
         elif manual_url and snapshot_playlist is None:
-            current.direct_url = manual_url
+            url = manual_url
         # Otherwise the source pointed at a stream that vanished in a refresh: skipped.
+    if current is not None:
+        append(_channel(current, url, headers))
     return channels
 
 
-def playlist_items(
-    channels: list[OutputChannel], settings: OutputSettings, base_url: str, stream_key: str
-) -> Iterator[PlaylistItem]:
-    """What clients get for each channel: the URL chosen by output_stream_mode, the logo, the group.
+def _channel(row: Any, url: str | None, headers: tuple[tuple[str, str], ...]) -> OutputChannel:
+    cid, number, name, guide_id, logo_url, tvh_uuid, epg_icon, tag = row[:8]
+    return (cid, number, name, guide_id, bool(logo_url or epg_icon), tag, tvh_uuid or None, url, headers)
 
-    A channel with no playable source is left out in every mode. In 'auto' a published channel
-    (tvh_uuid set) plays through TVHeadend when TVHeadend is configured; 'tvheadend' lists only
-    published channels; 'direct' always uses the channel's first playable source.
-    """
-    key = quote(stream_key, safe="")
+
+def item_context(settings: OutputSettings, base_url: str, stream_key: str) -> ItemContext:
     tvh_mode = settings.mode == "tvheadend"
-    tvh_when_published = tvh_mode or (settings.mode == "auto" and settings.tvh_configured)
-    logo_prefix = base_url + LOGO_PATH.split("{", 1)[0]
-    for channel in channels:
-        if channel.direct_url is None or (tvh_mode and channel.tvh_uuid is None):
-            continue
-        options: list[tuple[str, str]] = []
-        if channel.tvh_uuid is not None and tvh_when_published:
-            path = TVH_STREAM_PATH.format(uuid=quote(channel.tvh_uuid, safe=""))
-            url = f"{base_url}{path}?stream_key={key}"
-        else:
-            url = channel.direct_url
-            if channel.headers:
-                lowered = {name.lower(): value for name, value in channel.headers.items()}
-                options = [(opt, lowered[h]) for h, opt in _HEADER_OPTIONS if h in lowered]
-        yield PlaylistItem(
-            channel.guide_id,
-            channel.number,
-            channel.name,
-            url,
-            f"{logo_prefix}{channel.id}" if channel.has_logo else None,
-            channel.group,
-            options,
-        )
+    return ItemContext(
+        tvh_mode=tvh_mode,
+        tvh_when_published=tvh_mode or (settings.mode == "auto" and settings.tvh_configured),
+        base_url=base_url,
+        quoted_key=quote(stream_key, safe=""),
+        logo_prefix=base_url + LOGO_PATH.split("{", 1)[0],
+    )
+
+
+def playlist_item(channel: OutputChannel, context: ItemContext) -> PlaylistItem | None:
+    """What clients get for a channel: the URL chosen by output_stream_mode, the logo, the group.
+
+    A channel with no playable source is left out (None) in every mode. In 'auto' a published
+    channel (tvh_uuid set) plays through TVHeadend when TVHeadend is configured; 'tvheadend' lists
+    only published channels; 'direct' always uses the channel's first playable source.
+    """
+    cid, number, name, guide_id, has_logo, group, tvh_uuid, direct_url, headers = channel
+    if direct_url is None or (context.tvh_mode and tvh_uuid is None):
+        return None
+    options: list[tuple[str, str]] = []
+    if tvh_uuid is not None and context.tvh_when_published:
+        path = TVH_STREAM_PATH.format(uuid=quote(tvh_uuid, safe=""))
+        url = f"{context.base_url}{path}?stream_key={context.quoted_key}"
+    else:
+        url = direct_url
+        if headers:
+            lowered = {header.lower(): value for header, value in headers}
+            options = [(opt, lowered[h]) for h, opt in _HEADER_OPTIONS if h in lowered]
+    return PlaylistItem(
+        guide_id, number, name, url, f"{context.logo_prefix}{cid}" if has_logo else None, group, options
+    )
 
 
 def xmltv_url(base_url: str, stream_key: str) -> str:

@@ -95,3 +95,26 @@ async def test_unknown_devices_are_404(client: Any, stream_key: str, target: str
     resp = await client.get(device_path(stream_key, target, "discover.json"))
     assert resp.status_code == 404
     assert (await resp.get_json())["code"] in {"PLAYLIST_NOT_FOUND", "DEVICE_NOT_FOUND"}
+
+
+async def test_long_lineups_stay_valid_across_streamed_pieces(
+    client: Any, lineup: Lineup, stream_key: str, svc: Any
+) -> None:
+    """More channels than one streamed piece holds, every third one left out ('tvheadend' mode lists
+    only published channels): lineup.json must stay one valid array, cold and when served again."""
+    async with svc.db.transaction() as session:
+        await settings_service.update_settings(
+            session, svc.keyring, {"output_stream_mode": "tvheadend", "tvh_url": "http://tvh.invalid/"}
+        )
+    for number in range(1, 601):
+        uuid = None if number % 3 == 0 else f"{number:032x}"
+        await lineup.channel(
+            number, f"Channel {number}", sources=[f"http://p.invalid/{number}"], tvh_uuid=uuid
+        )
+    expected = [str(n) for n in range(1, 601) if n % 3]
+    for _ in range(2):
+        resp = await client.get(device_path(stream_key, "combined", "lineup.json"))
+        assert [entry["GuideNumber"] for entry in await resp.get_json()] == expected
+        m3u = await client.get(f"/tic-api/playlist/combined.m3u?stream_key={stream_key}")
+        entries = list(M3uParser().feed_bytes([await m3u.get_data()]))
+        assert [e.tvg_chno for e in entries] == expected

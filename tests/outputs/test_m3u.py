@@ -6,11 +6,12 @@ import asyncio
 from typing import Any
 
 import pytest
-from sqlalchemy import delete
+from sqlalchemy import delete, text
 
 from backend.playlists.m3u import M3uEntry, M3uParser
 from backend.playlists.models import Stream
 from backend.settings import service as settings_service
+from tests.conftest import make_app
 from tests.outputs.conftest import Lineup
 
 BASE = "http://localhost"
@@ -185,3 +186,79 @@ async def test_simultaneous_requests_share_one_read_and_get_the_same_playlist(
     assert len(set(bodies[:5])) == 1 and bodies[5] == bodies[0] and bodies[7] == bodies[0]
     assert len(list(M3uParser().feed_bytes([bodies[0]]))) == 40
     assert len(await responses[9].get_json()) == 40
+
+
+async def _bodies(client: Any, key: str) -> tuple[bytes, Any]:
+    m3u = await client.get(f"/tic-api/playlist/combined.m3u?stream_key={key}")
+    lineup = await client.get(f"/tic-api/hdhr_device/{key}/combined/lineup.json")
+    assert m3u.status_code == lineup.status_code == 200
+    return await m3u.get_data(), await lineup.get_json()
+
+
+# Each change is made straight in the database, as another process (a job's child, a second
+# replica, an admin with psql) would: nothing in this app is told, and updated_at is left alone.
+CHANGES = {
+    "channel renamed": "UPDATE channel SET name = 'Renamed' WHERE number = 1",
+    "channel renumbered": "UPDATE channel SET number = 40 WHERE number = 2",
+    "channel disabled": "UPDATE channel SET enabled = false WHERE number = 2",
+    "published to TVHeadend": f"UPDATE channel SET tvh_uuid = '{'ab' * 16}' WHERE number = 1",
+    "stream URL refreshed": "UPDATE stream SET url = 'http://p.invalid/moved.ts'",
+    "stream headers changed": """UPDATE stream SET headers = '{"User-Agent": "Other/2"}'""",
+    "playlist user agent set": "UPDATE playlist_source SET user_agent = 'Agent/9'",
+    "playlist disabled": "UPDATE playlist_source SET enabled = false",
+    "source disabled": "UPDATE channel_source SET enabled = false WHERE url IS NOT NULL",
+    "tag renamed": "UPDATE channel_tag SET name = 'Renamed tag'",
+    "guide icon added": "UPDATE epg_channel SET icon = 'http://icons.invalid/1.png'",
+    "channel deleted": "DELETE FROM channel WHERE number = 2",
+    "stream mode setting": "tvheadend",
+}
+
+
+@pytest.mark.parametrize("change", list(CHANGES))
+async def test_repeated_requests_see_every_change_at_once(
+    app: Any, lineup: Lineup, stream_key: str, svc: Any, change: str
+) -> None:
+    """The lineup's entries are remembered between requests; a change anywhere must still show at once,
+    and the output after it must be exactly what an app that never served the lineup sends."""
+    await set_settings(svc, tvh_url="http://tvh.invalid:9981/tic-tvh")
+    provider = await lineup.playlist("P")
+    stream = await lineup.stream(provider, "S", "http://p.invalid/1.ts")
+    guide = await lineup.guide()
+    await lineup.guide_channel(guide, "one.uk", "One")
+    await lineup.channel(1, "One", sources=[stream], tags=["News"], epg=(guide, "one.uk"))
+    await lineup.channel(2, "Two", sources=["http://m.invalid/2"], tvh_uuid="cd" * 16)
+    client = app.test_client()
+    before = await _bodies(client, stream_key)
+    assert await _bodies(client, stream_key) == before  # served twice: the second from remembered entries
+
+    if change == "stream mode setting":
+        await set_settings(svc, output_stream_mode=CHANGES[change])
+    else:
+        async with svc.db.transaction() as session:
+            await session.execute(text(CHANGES[change]))
+    after = await _bodies(client, stream_key)
+
+    assert after != before
+    # A second app on the same database and data dir (same secret, so the same stream key) has
+    # remembered nothing: it renders everything afresh.
+    fresh_app = make_app(svc.config.data_dir, svc.db.url)
+    async with fresh_app.test_app():
+        assert await _bodies(fresh_app.test_client(), stream_key) == after
+
+
+async def test_each_user_gets_urls_with_their_own_key(
+    client: Any, admin: Any, lineup: Lineup, stream_key: str, svc: Any
+) -> None:
+    await set_settings(svc, output_stream_mode="tvheadend", tvh_url="http://tvh.invalid:9981/tic-tvh")
+    await lineup.channel(1, "One", sources=["http://p.invalid/1"], tvh_uuid="ab" * 16)
+    created = await admin.post(
+        "/tic-api/users", json={"username": "viewer", "password": "viewer-password", "role": "streamer"}
+    )
+    viewer_id = (await created.get_json())["id"]
+    other_key = (await (await admin.get(f"/tic-api/users/{viewer_id}/stream-key")).get_json())["stream_key"]
+    for _ in range(2):
+        for key in (stream_key, other_key):
+            _, entries = await fetch(client, "/tic-api/playlist/combined.m3u", key)
+            assert [e.url for e in entries] == [
+                f"{BASE}/tic-api/tvh_stream/stream/channel/{'ab' * 16}?stream_key={key}"
+            ]
