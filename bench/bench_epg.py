@@ -15,14 +15,25 @@ the guide through POST /tic-api/epgs/update/<id>, and the benchmark measures:
   /tic-api/health at 20 Hz during the import;
 - API p99: the latency of those /tic-api/health requests.
 
+After the first import, on the same TIC, GUIDE_CHANNELS (500) lineup channels are created through
+POST /tic-api/channels, each mapped to one of the guide's channels (every fourth), and once the jobs
+that queues have finished the benchmark measures, 10 requests each:
+
+- GET /tic-api/guide for those channels x 12 hours from the current half hour (on a day of the
+  generated guide, whose programmes are in January 2025): median, p95 (the slowest of 10), the
+  first request, response size, and TIC's loop lag, /tic-api/health latency and RSS meanwhile;
+- GET /tic-api/programmes?q= for a common title word and a rare one: median, total and loop lag.
+
 Run with `python -m bench epg` (or `python bench/bench_epg.py`). BENCH_EPG_RUNS sets the runs per
 input (default 3; the median is reported), BENCH_EPG_INPUTS a comma list of 7d,7d.gz,14d.gz.
+BENCH_EPG_ONLY=guide runs one 7d import and the guide and search measurements only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import shutil
 import signal
@@ -32,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +170,10 @@ async def bootstrap(http: aiohttp.ClientSession, base: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def one_run(name: str, guide_url: str, database_url: str) -> dict[str, Any]:
+async def one_run(
+    name: str, guide_url: str, database_url: str, *, guide: bool = False
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """One import on a fresh TIC; with `guide`, then the guide and search measurements on the same TIC."""
     root = Path(tempfile.mkdtemp(prefix="tic-bench-epg-"))
     tic = Tic(root, database_url or f"sqlite+aiosqlite:///{root / 'tic.db'}")
     await tic.start()
@@ -203,7 +218,11 @@ async def one_run(name: str, guide_url: str, database_url: str) -> dict[str, Any
             await sampling
             async with http.get(f"{tic.base}/tic-api/epgs/{source['id']}", headers=auth) as r:
                 after = await r.json()
-        tic_hwm = proc_status(pid).get("VmHWM", 0)
+            # Read before the guide requests, so that the import's figures are the import's alone.
+            tic_hwm = proc_status(pid).get("VmHWM", 0)
+            guide_figures = None
+            if guide and task["status"] == "succeeded":
+                guide_figures = await measure_guide(http, tic.base, auth, source["id"], pid)
     finally:
         tic.stop()
         shutil.rmtree(root, ignore_errors=True)
@@ -211,7 +230,7 @@ async def one_run(name: str, guide_url: str, database_url: str) -> dict[str, Any
         raise RuntimeError(f"{name}: import {task['status']}: {task.get('error')}")
     report = after["last_import_report"] or {}
     assert after["programme_count"] == EXPECTED_PROGRAMMES[name], after["programme_count"]
-    return {
+    sample = {
         "seconds": round(elapsed, 2),
         "parse_seconds": report.get("parse_seconds"),
         "swap_seconds": report.get("swap_seconds"),
@@ -226,6 +245,187 @@ async def one_run(name: str, guide_url: str, database_url: str) -> dict[str, Any
         "api_p99_ms": round(p99(latencies) * 1000, 1),
         "programmes": after["programme_count"],
     }
+    return sample, guide_figures
+
+
+#: The guide measurements: lineup channels mapped to the guide, hours of grid asked for, requests timed.
+GUIDE_CHANNELS = 500
+GUIDE_HOURS = 12
+GUIDE_REQUESTS = 10
+#: gen_corpus guides start on 2025-01-06 (local days), so today's half hour has no programmes; the
+#: grid starts at the current half hour of the clock on the guide's fourth day, well inside its 7 days.
+GUIDE_DAY = date(2025, 1, 9)
+#: Title words to search for: one in about 46,000 of the 357,734 programmes, one in under 200.
+SEARCH_WORDS = {"common": "adventures", "rare": "gracht"}
+#: How long to wait for the jobs a lineup change queues (guide build, logos) before measuring anyway.
+SETTLE_TIMEOUT = 300.0
+
+
+def p95(values: list[float]) -> float:
+    """Nearest rank, so with 10 samples it is the slowest one."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)] if ordered else 0.0
+
+
+def ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
+class HealthPoller:
+    """Reads TIC's loop-lag monitor from /tic-api/health at 20 Hz and times those requests."""
+
+    def __init__(self, http: aiohttp.ClientSession, base: str) -> None:
+        self.http = http
+        self.base = base
+        self.lags: list[float] = []
+        self.latencies: list[float] = []
+        self.stop = False
+
+    async def run(self) -> None:
+        while not self.stop:
+            t0 = time.perf_counter()
+            async with self.http.get(self.base + "/tic-api/health") as r:
+                health = await r.json()
+            self.latencies.append(time.perf_counter() - t0)
+            lag = health.get("checks", {}).get("loop_lag_seconds")
+            if lag is not None:
+                self.lags.append(float(lag))
+            await asyncio.sleep(0.05)
+
+    def figures(self) -> dict[str, float]:
+        return {
+            "loop_lag_p99_ms": ms(p99(self.lags)),
+            "loop_lag_max_ms": ms(max(self.lags, default=0)),
+            "health_p99_ms": ms(p99(self.latencies)),
+            "health_max_ms": ms(max(self.latencies, default=0)),
+        }
+
+
+async def timed_gets(
+    http: aiohttp.ClientSession, url: str, params: dict[str, str], headers: dict[str, str], pid: int
+) -> tuple[list[float], bytes, dict[str, float]]:
+    """GUIDE_REQUESTS sequential GETs: their durations (whole body read), the last body, and the loop
+    lag, health latency and TIC's peak RSS while they ran."""
+    poller = HealthPoller(http, url.split("/tic-api/")[0])
+    sampler = Sampler(pid)
+    background = [asyncio.create_task(poller.run()), asyncio.create_task(sampler.run())]
+    durations: list[float] = []
+    body = b""
+    try:
+        for _ in range(GUIDE_REQUESTS):
+            t0 = time.perf_counter()
+            async with http.get(url, params=params, headers=headers) as r:
+                body = await r.read()
+                if r.status != 200:
+                    raise RuntimeError(f"GET {url}: {r.status} {body[:500]!r}")
+            durations.append(time.perf_counter() - t0)
+    finally:
+        poller.stop = sampler.stop = True
+        await asyncio.gather(*background)
+    return durations, body, {**poller.figures(), "tic_peak_mb": round(sampler.tic_peak / 1024, 1)}
+
+
+async def guide_channel_ids(
+    http: aiohttp.ClientSession, base: str, auth: dict[str, str], epg_id: int
+) -> list[tuple[str, str]]:
+    """Every channel of the imported guide as (xmltv id, first display name), in the guide's order."""
+    found: list[tuple[str, str]] = []
+    while True:
+        params = {"limit": "1000", "offset": str(len(found))}
+        async with http.get(f"{base}/tic-api/epgs/{epg_id}/channels", params=params, headers=auth) as r:
+            page = await r.json()
+        for item in page["items"]:
+            names = item["display_names"]
+            found.append((item["channel_id"], names[0][0] if names else item["channel_id"]))
+        if not page["items"] or len(found) >= page["total"]:
+            return found
+
+
+async def create_mapped_channels(
+    http: aiohttp.ClientSession, base: str, auth: dict[str, str], epg_id: int, chosen: list[tuple[str, str]]
+) -> list[int]:
+    """One lineup channel per guide channel through POST /tic-api/channels, a few requests at a time."""
+    ids: list[int] = [0] * len(chosen)
+    gate = asyncio.Semaphore(4)
+
+    async def create(i: int, xmltv_id: str, name: str) -> None:
+        body = {"name": name, "number": i + 1, "epg_id": epg_id, "epg_channel_id": xmltv_id}
+        async with gate, http.post(base + "/tic-api/channels", json=body, headers=auth) as r:
+            if r.status != 201:
+                raise RuntimeError(f"create channel {xmltv_id}: {r.status} {await r.text()}")
+            ids[i] = (await r.json())["id"]
+
+    await asyncio.gather(*(create(i, x, n) for i, (x, n) in enumerate(chosen)))
+    return ids
+
+
+async def wait_idle(http: aiohttp.ClientSession, base: str, auth: dict[str, str]) -> bool:
+    """Wait until no task is queued or running (the guide build and logo caching a lineup change
+    queues would otherwise share the CPU with the requests measured). False if it timed out."""
+    deadline = time.perf_counter() + SETTLE_TIMEOUT
+    # The follow-up jobs are queued as the channel requests return; give the broker a moment to pick up.
+    await asyncio.sleep(1)
+    while time.perf_counter() < deadline:
+        async with http.get(base + "/tic-api/tasks", params={"limit": "1"}, headers=auth) as r:
+            tasks = await r.json()
+        if not tasks["queue"] and tasks["current"] is None:
+            return True
+        await asyncio.sleep(0.5)
+    return False
+
+
+async def measure_guide(
+    http: aiohttp.ClientSession, base: str, auth: dict[str, str], epg_id: int, pid: int
+) -> dict[str, Any]:
+    """Map GUIDE_CHANNELS lineup channels to the imported guide, then time the guide grid for them
+    and the programme search by title."""
+    guide_channels = await guide_channel_ids(http, base, auth, epg_id)
+    step = max(1, len(guide_channels) // GUIDE_CHANNELS)
+    chosen = guide_channels[::step][:GUIDE_CHANNELS]
+    t0 = time.perf_counter()
+    channel_ids = await create_mapped_channels(http, base, auth, epg_id, chosen)
+    created = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    settled = await wait_idle(http, base, auth)
+    settle = time.perf_counter() - t0
+
+    now = datetime.now(UTC)
+    start = datetime(
+        GUIDE_DAY.year, GUIDE_DAY.month, GUIDE_DAY.day, now.hour, 0 if now.minute < 30 else 30, tzinfo=UTC
+    )
+    end = start + timedelta(hours=GUIDE_HOURS)
+    params = {
+        "start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "end": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "channels": ",".join(str(i) for i in channel_ids),
+    }
+    durations, body, during = await timed_gets(http, base + "/tic-api/guide", params, auth, pid)
+    grid = json.loads(body)
+    programmes = sum(len(c["programmes"]) for c in grid["channels"])
+    empty = sum(1 for c in grid["channels"] if not c["programmes"])
+    if len(grid["channels"]) != len(channel_ids) or programmes == 0:
+        raise RuntimeError(f"guide: {len(grid['channels'])} channels, {programmes} programmes")
+    figures: dict[str, Any] = {
+        "channels": len(channel_ids),
+        "start": params["start"],
+        "hours": GUIDE_HOURS,
+        "create_channels_seconds": round(created, 2),
+        "settle_seconds": round(settle, 2) if settled else f"timed out after {SETTLE_TIMEOUT:.0f}",
+        "median_ms": ms(statistics.median(durations)),
+        "p95_ms": ms(p95(durations)),
+        "first_ms": ms(durations[0]),
+        "response_kb": round(len(body) / 1024, 1),
+        "programmes": programmes,
+        "channels_without_programmes": empty,
+        **during,
+    }
+    for kind, word in SEARCH_WORDS.items():
+        durations, body, during = await timed_gets(http, base + "/tic-api/programmes", {"q": word}, auth, pid)
+        figures[f"search {kind} q"] = word
+        figures[f"search {kind} total"] = json.loads(body)["total"]
+        figures[f"search {kind} median_ms"] = ms(statistics.median(durations))
+        figures[f"search {kind} loop_lag_max_ms"] = during["loop_lag_max_ms"]
+    return figures
 
 
 class Sampler:
@@ -299,8 +499,9 @@ def _database() -> tuple[str, Any]:
 
 
 def run() -> dict[str, Any]:
-    runs = int(os.environ.get("BENCH_EPG_RUNS", "3"))
-    wanted = os.environ.get("BENCH_EPG_INPUTS", "7d,7d.gz,14d.gz").split(",")
+    guide_only = os.environ.get("BENCH_EPG_ONLY") == "guide"
+    runs = 1 if guide_only else int(os.environ.get("BENCH_EPG_RUNS", "3"))
+    wanted = ["7d"] if guide_only else os.environ.get("BENCH_EPG_INPUTS", "7d,7d.gz,14d.gz").split(",")
     serve_dir = Path(tempfile.mkdtemp(prefix="tic-bench-guides-"))
     for name in wanted:
         path = ensure_input(name)
@@ -308,6 +509,7 @@ def run() -> dict[str, Any]:
     server = FileServer(serve_dir)
     kind, cluster = _database()
     results: dict[str, Any] = {}
+    guide: dict[str, Any] | None = None
     try:
         for name in wanted:
             samples = []
@@ -317,8 +519,14 @@ def run() -> dict[str, Any]:
                     db = f"bench_{name.replace('.', '_')}_{i}"
                     cluster.create_database(db)
                     database_url = cluster.url(db)
-                sample = asyncio.run(one_run(name, server.url(INPUTS[name][0]), database_url))
+                # The guide and search are measured once, on the TIC of the first import.
+                sample, figures = asyncio.run(
+                    one_run(name, server.url(INPUTS[name][0]), database_url, guide=guide is None)
+                )
                 sys.stderr.write(f"  {name} run {i + 1}: {json.dumps(sample)}\n")
+                if figures is not None:
+                    sys.stderr.write(f"  guide after {name}: {json.dumps(figures)}\n")
+                    guide = {"input": name, **figures}
                 samples.append(sample)
             results[name] = {key: statistics.median(s[key] for s in samples) for key in samples[0]}
             results[name]["runs"] = runs
@@ -334,6 +542,8 @@ def run() -> dict[str, Any]:
     if "7d.gz" in results and "14d.gz" in results:
         seven = results["7d.gz"]["together_peak_mb"]
         summary["14d/7d together peak ratio"] = round(results["14d.gz"]["together_peak_mb"] / seven, 2)
+    for key, value in (guide or {}).items():
+        summary[key if key.startswith("search ") else f"guide {key}"] = value
     return summary
 
 
