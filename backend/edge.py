@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 import shutil
 import uuid
@@ -9,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from quart import current_app, request
+from quart import Response, current_app, request
 
 from backend.errors import Invalid
 from backend.runtime import AppServices
@@ -128,3 +130,30 @@ def _copy_stream(stream: BinaryIO, part: Path) -> int:
     with part.open("wb") as out:
         shutil.copyfileobj(stream, out, _UPLOAD_BATCH)
         return out.tell()
+
+
+# -- big JSON answers ------------------------------------------------------------------------------------
+
+#: List items encoded between two returns to the event loop.
+ENCODE_SLICE = 250
+
+
+async def json_in_slices(payload: dict[str, Any], key: str = "items") -> Response:
+    """Encode an answer whose `key` holds thousands of items a slice at a time, yielding in between.
+
+    One json.dumps (or one pydantic validation) of a few megabytes holds the GIL for its whole run, in a
+    worker thread as much as here; slices keep every pause of the loop short. Routes using this
+    document their schema with `document_response` instead of validating the answer.
+    """
+    items = payload[key]
+    head = json.dumps({k: v for k, v in payload.items() if k != key}, ensure_ascii=False)[:-1]
+    parts = [head, ", " if head != "{" else "", json.dumps(key), ": ["]
+    for start in range(0, len(items), ENCODE_SLICE):
+        if start:
+            parts.append(",")
+            await asyncio.sleep(0)
+        parts.append(
+            ",".join(json.dumps(item, ensure_ascii=False) for item in items[start : start + ENCODE_SLICE])
+        )
+    parts.append("]}")
+    return Response("".join(parts), content_type="application/json; charset=utf-8")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -36,7 +35,7 @@ from backend.channels.schemas import (
     TagBulkIn,
     TagList,
 )
-from backend.edge import allow_large_bodies, listing, page_args, services
+from backend.edge import allow_large_bodies, json_in_slices, listing, page_args, services
 from backend.errors import Conflict, Invalid, NotFound
 from backend.schemas import TaskQueued
 from backend.settings import service as settings_service
@@ -282,31 +281,6 @@ async def merge_duplicates(data: MergeIn) -> dict[str, Any]:
     return result
 
 
-ENCODE_SLICE = 250
-
-
-async def _json_items(payload: dict[str, Any]) -> Response:
-    """Encode an answer with thousands of items a slice at a time, yielding to the loop in between.
-
-    One json.dumps (or one pydantic validation) of a few megabytes holds the GIL for its whole
-    run, in a worker thread as much as here; slices keep every pause short.
-    """
-    items = payload["items"]
-    parts = [
-        json.dumps({k: v for k, v in payload.items() if k != "items"}, ensure_ascii=False)[:-1],
-        ', "items": [',
-    ]
-    for start in range(0, len(items), ENCODE_SLICE):
-        if start:
-            parts.append(",")
-            await asyncio.sleep(0)
-        parts.append(
-            ",".join(json.dumps(item, ensure_ascii=False) for item in items[start : start + ENCODE_SLICE])
-        )
-    parts.append("]}")
-    return Response("".join(parts), content_type="application/json; charset=utf-8")
-
-
 async def _match(data: MatchIn, apply: bool) -> Response:
     svc = services()
     threshold = data.threshold
@@ -335,7 +309,7 @@ async def _match(data: MatchIn, apply: bool) -> Response:
         "guide_channels": guide_size,
         "seconds": round(seconds, 3),
     }
-    return await _json_items(payload)
+    return await json_in_slices(payload)
 
 
 @bp.post("/channels/epg-match")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import defaultdict
 from datetime import datetime, timedelta
@@ -315,7 +316,29 @@ async def list_epg_channels(
 # --- programmes: the grid and search ----------------------------------------------------------------
 
 
-def programme_out(programme: Programme, offset_minutes: int = 0) -> dict[str, Any]:
+#: The programme columns the grid and search answers carry (rows of these, not ORM objects).
+GRID_COLUMNS = (
+    Programme.id,
+    Programme.source_id,
+    Programme.xmltv_channel_id,
+    Programme.start,
+    Programme.stop,
+    Programme.title,
+    Programme.sub_title,
+    Programme.description,
+    Programme.categories,
+    Programme.episode_num,
+    Programme.season,
+    Programme.episode,
+    Programme.icon,
+    Programme.extra,
+)
+#: Programmes handled between two returns to the event loop while a grid answer is built.
+GRID_SLICE = 500
+
+
+def programme_out(programme: Any, offset_minutes: int = 0) -> dict[str, Any]:
+    """A programme (ORM object or a row of GRID_COLUMNS) as the API shows it, shifted by the offset."""
     shift = timedelta(minutes=offset_minutes)
     extra = programme.extra if isinstance(programme.extra, dict) else {}
     return {
@@ -388,14 +411,15 @@ async def guide(
     else:
         query = query.where(Channel.id.in_(channel_ids))
     channels = list((await session.execute(query.order_by(Channel.number))).scalars())
-    rows: dict[tuple[int | None, str | None], list[Programme]] = defaultdict(list)
+    rows: dict[tuple[int | None, str | None], list[Any]] = defaultdict(list)
     if channels:
         offsets = [timedelta(minutes=c.guide_offset_minutes or 0) for c in channels]
         low, high = start - max(offsets), end - min(offsets)
         keys = {(c.epg_source_id, c.epg_channel_id) for c in channels}
         longest = await _max_programme(session, {source_id for source_id, _ in keys if source_id is not None})
+        # Plain rows of the grid's columns, not ORM objects: a 500-channel day is thousands of rows.
         found = await session.execute(
-            select(Programme)
+            select(*GRID_COLUMNS)
             .where(
                 tuple_(Programme.source_id, Programme.xmltv_channel_id).in_(list(keys)),
                 Programme.start < high,
@@ -404,9 +428,13 @@ async def guide(
             )
             .order_by(Programme.start)
         )
-        for programme in found.scalars():
+        # Rows are converted as they are iterated, on the loop: hand the loop back every slice.
+        for count, programme in enumerate(found, 1):
             rows[(programme.source_id, programme.xmltv_channel_id)].append(programme)
+            if count % GRID_SLICE == 0:
+                await asyncio.sleep(0)
     out = []
+    built = 0
     for channel in channels:
         shift = timedelta(minutes=channel.guide_offset_minutes or 0)
         key = (channel.epg_source_id, channel.epg_channel_id)
@@ -415,6 +443,10 @@ async def guide(
             for p in rows.get(key, [])
             if p.start + shift < end and p.stop + shift > start
         ]
+        built += len(programmes)
+        if built >= GRID_SLICE:
+            built = 0
+            await asyncio.sleep(0)
         out.append(
             {
                 "id": channel.id,
