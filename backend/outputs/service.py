@@ -12,7 +12,8 @@ from urllib.parse import quote
 from sqlalchemy import Text, and_, func, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.channels.models import Channel, ChannelSource, ChannelTag, channel_tag_link
+from backend.channels.logos import OK as LOGO_OK
+from backend.channels.models import Channel, ChannelSource, ChannelTag, LogoCache, channel_tag_link
 from backend.epg.models import EpgChannel, EpgSource
 from backend.errors import NotFound
 from backend.keys import Keyring
@@ -47,8 +48,9 @@ class OutputSettings:
 
 
 #: An enabled channel with what the outputs need, its first playable source and TVH identity:
-#: (id, number, name, guide_id, has_logo, group, tvh_uuid, direct_url, headers), where headers
-#: are the chosen source's provider request headers (the playlist's merged under the stream's).
+#: (id, number, name, guide_id, logo, group, tvh_uuid, direct_url, headers), where logo is
+#: CACHED_LOGO when TIC holds a good copy (clients get TIC's URL), else the original URL or None,
+#: and headers are the chosen source's provider request headers (the playlist's merged under the stream's).
 #:
 #: A plain tuple on purpose. It is hashable, so the rendered lineups can remember each channel's
 #: entry under it (see `render.EntryMemo`: every value an entry is made from must be in it). And
@@ -56,8 +58,10 @@ class OutputSettings:
 #: values: thousands of them per request then never promote into, and trigger, full collections
 #: of the whole app's heap, which cost more than building the lineup itself.
 OutputChannel = tuple[
-    int, int, str, str, bool, str | None, str | None, str | None, tuple[tuple[str, str], ...]
+    int, int, str, str, str | None, str | None, str | None, str | None, tuple[tuple[str, str], ...]
 ]
+#: The `logo` of an OutputChannel whose logo (or guide icon) TIC has cached: served from TIC.
+CACHED_LOGO = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +176,13 @@ async def output_channels(session: AsyncSession, playlist_id: int | None = None)
         agent_header = {"User-Agent": agent} if agent else None
         playlists[pid] = (bool(enabled), _merged_headers(extra_headers, agent_header))
     no_playlist: tuple[bool, dict[str, str]] = (False, {})
+    # Logos TIC holds a good copy of; others are passed on as the provider's URL (a logo that failed
+    # to cache, e.g. an SVG, would otherwise be a broken link in every client).
+    cached = set(
+        await session.scalars(
+            select(LogoCache.url).where(LogoCache.status == LOGO_OK, LogoCache.content_sha256.is_not(None))
+        )
+    )
     conn = await session.connection()
     # Iterated, not .all(): a Row is only created as it is read and is dropped at once, so thousands
     # of them never live long enough to be promoted and trigger full garbage collections.
@@ -184,7 +195,7 @@ async def output_channels(session: AsyncSession, playlist_id: int | None = None)
     for row in rows:
         if current is None or current[0] != row[0]:
             if current is not None:
-                append(_channel(current, url, headers))
+                append(_channel(current, url, headers, cached))
             current, url, headers = row, None, ()
         if url is not None:
             continue
@@ -199,13 +210,20 @@ async def output_channels(session: AsyncSession, playlist_id: int | None = None)
             url = manual_url
         # Otherwise the source pointed at a stream that vanished in a refresh: skipped.
     if current is not None:
-        append(_channel(current, url, headers))
+        append(_channel(current, url, headers, cached))
     return channels
 
 
-def _channel(row: Any, url: str | None, headers: tuple[tuple[str, str], ...]) -> OutputChannel:
+def _channel(
+    row: Any, url: str | None, headers: tuple[tuple[str, str], ...], cached: set[str]
+) -> OutputChannel:
     cid, number, name, guide_id, logo_url, tvh_uuid, epg_icon, tag = row[:8]
-    return (cid, number, name, guide_id, bool(logo_url or epg_icon), tag, tvh_uuid or None, url, headers)
+    # Same order as the logo route: the channel's own logo, then its guide channel's icon.
+    if (logo_url and logo_url in cached) or (epg_icon and epg_icon in cached):
+        logo: str | None = CACHED_LOGO
+    else:
+        logo = logo_url or epg_icon or None
+    return (cid, number, name, guide_id, logo, tag, tvh_uuid or None, url, headers)
 
 
 def item_context(settings: OutputSettings, base_url: str, stream_key: str) -> ItemContext:
@@ -226,7 +244,7 @@ def playlist_item(channel: OutputChannel, context: ItemContext) -> PlaylistItem 
     channel (tvh_uuid set) plays through TVHeadend when TVHeadend is configured; 'tvheadend' lists
     only published channels; 'direct' always uses the channel's first playable source.
     """
-    cid, number, name, guide_id, has_logo, group, tvh_uuid, direct_url, headers = channel
+    cid, number, name, guide_id, logo, group, tvh_uuid, direct_url, headers = channel
     if direct_url is None or (context.tvh_mode and tvh_uuid is None):
         return None
     options: list[tuple[str, str]] = []
@@ -239,7 +257,13 @@ def playlist_item(channel: OutputChannel, context: ItemContext) -> PlaylistItem 
             lowered = {header.lower(): value for header, value in headers}
             options = [(opt, lowered[h]) for h, opt in _HEADER_OPTIONS if h in lowered]
     return PlaylistItem(
-        guide_id, number, name, url, f"{context.logo_prefix}{cid}" if has_logo else None, group, options
+        guide_id,
+        number,
+        name,
+        url,
+        f"{context.logo_prefix}{cid}" if logo == CACHED_LOGO else logo,
+        group,
+        options,
     )
 
 

@@ -12,7 +12,8 @@ import pytest
 from lxml import etree
 from sqlalchemy import select
 
-from backend.channels.models import Channel, ChannelSource, ChannelTag, channel_tag_link
+from backend.channels.logos import url_hash
+from backend.channels.models import Channel, ChannelSource, ChannelTag, LogoCache, channel_tag_link
 from backend.epg.models import EpgChannel, EpgSource, Programme
 from backend.playlists.models import PlaylistSource, Stream
 from tests.conftest import ApiClient
@@ -80,6 +81,22 @@ class Lineup:
             for row in rows:
                 session.add(Programme(source_id=guide.id, xmltv_channel_id=xmltv_id, **row))
 
+    async def _cache_logo(self, session: Any, url: str, stamp: Any) -> None:
+        found = await session.scalar(select(LogoCache).where(LogoCache.url_hash == url_hash(url)))
+        if found is None:
+            session.add(
+                LogoCache(
+                    url_hash=url_hash(url),
+                    url=url,
+                    status="ok",
+                    content_sha256="0" * 64,
+                    content_type="image/png",
+                    size=1,
+                    checked_at=stamp,
+                    fetched_at=stamp,
+                )
+            )
+
     async def channel(
         self,
         number: int,
@@ -93,10 +110,16 @@ class Lineup:
         epg: tuple[Any, str] | None = None,
         offset: int = 0,
         tvh_uuid: str | None = None,
+        logo_cached: bool = True,
     ) -> Any:
-        """sources: Stream rows, URL strings, or dicts of ChannelSource fields, in priority order."""
+        """sources: Stream rows, URL strings, or dicts of ChannelSource fields, in priority order.
+
+        With a logo_url, logo_cached says whether TIC holds a good copy of it (as the logo job leaves it).
+        """
         stamp = now()
         async with self.svc.db.transaction() as session:
+            if logo_url and logo_cached:
+                await self._cache_logo(session, logo_url, stamp)
             channel = Channel(
                 name=name,
                 number=number,

@@ -262,3 +262,17 @@ async def test_each_user_gets_urls_with_their_own_key(
             assert [e.url for e in entries] == [
                 f"{BASE}/tic-api/tvh_stream/stream/channel/{'ab' * 16}?stream_key={key}"
             ]
+
+
+async def test_logos_tic_could_not_cache_are_passed_on_as_the_providers_url(
+    client: Any, lineup: Lineup, stream_key: str
+) -> None:
+    await lineup.channel(1, "Cached", sources=["http://p.invalid/1"], logo_url="http://l.invalid/a.png")
+    await lineup.channel(
+        2, "Svg", sources=["http://p.invalid/2"], logo_url="http://l.invalid/b.svg", logo_cached=False
+    )
+    _, entries = await fetch(client, "/tic-api/playlist/combined.m3u", stream_key)
+    logos = {e.name: e.tvg_logo for e in entries}
+    assert logos["Cached"] is not None and logos["Cached"].endswith("/tic-api/logos/1")
+    # Not cached (an SVG, too big, or the fetch failed): TIC's URL would be a broken link in the client.
+    assert logos["Svg"] == "http://l.invalid/b.svg"
