@@ -138,7 +138,9 @@ def _copy_stream(stream: BinaryIO, part: Path) -> int:
 ENCODE_SLICE = 250
 
 
-async def json_in_slices(payload: dict[str, Any], key: str = "items") -> Response:
+async def json_in_slices(
+    payload: dict[str, Any], key: str = "items", per_slice: int = ENCODE_SLICE
+) -> Response:
     """Encode an answer whose `key` holds thousands of items a slice at a time, yielding in between.
 
     One json.dumps (or one pydantic validation) of a few megabytes holds the GIL for its whole run, in a
@@ -148,12 +150,12 @@ async def json_in_slices(payload: dict[str, Any], key: str = "items") -> Respons
     items = payload[key]
     head = json.dumps({k: v for k, v in payload.items() if k != key}, ensure_ascii=False)[:-1]
     parts = [head, ", " if head != "{" else "", json.dumps(key), ": ["]
-    for start in range(0, len(items), ENCODE_SLICE):
+    for start in range(0, len(items), per_slice):
         if start:
             parts.append(",")
             await asyncio.sleep(0)
         parts.append(
-            ",".join(json.dumps(item, ensure_ascii=False) for item in items[start : start + ENCODE_SLICE])
+            ",".join(json.dumps(item, ensure_ascii=False) for item in items[start : start + per_slice])
         )
     parts.append("]}")
     return Response("".join(parts), content_type="application/json; charset=utf-8")

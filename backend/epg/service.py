@@ -418,7 +418,7 @@ async def guide(
         keys = {(c.epg_source_id, c.epg_channel_id) for c in channels}
         longest = await _max_programme(session, {source_id for source_id, _ in keys if source_id is not None})
         # Plain rows of the grid's columns, not ORM objects: a 500-channel day is thousands of rows.
-        found = await session.execute(
+        found = await session.stream(
             select(*GRID_COLUMNS)
             .where(
                 tuple_(Programme.source_id, Programme.xmltv_channel_id).in_(list(keys)),
@@ -428,11 +428,12 @@ async def guide(
             )
             .order_by(Programme.start)
         )
-        # Rows are converted as they are iterated, on the loop: hand the loop back every slice.
-        for count, programme in enumerate(found, 1):
-            rows[(programme.source_id, programme.xmltv_channel_id)].append(programme)
-            if count % GRID_SLICE == 0:
-                await asyncio.sleep(0)
+        # Streamed a slice at a time: rows are converted (times, JSON columns) on the loop as they are
+        # fetched, so a whole day of a big lineup at once would hold it; hand it back between slices.
+        async for part in found.partitions(GRID_SLICE):
+            for programme in part:
+                rows[(programme.source_id, programme.xmltv_channel_id)].append(programme)
+            await asyncio.sleep(0)
     out = []
     built = 0
     for channel in channels:
