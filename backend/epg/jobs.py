@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
 from backend.db import utcnow
 from backend.epg import importer, service
-from backend.errors import AppError, NotFound
 from backend.tasks.broker import JobContext
-from backend.tasks.registry import PeriodicJob, job, register_periodic
+from backend.tasks.registry import PeriodicJob, failures_recorded, job, register_periodic
 
 log = logging.getLogger(__name__)
 
@@ -31,23 +29,16 @@ def refresh_key(source_id: int) -> str:
 async def refresh_epg(ctx: JobContext) -> dict[str, Any]:
     """Fetch a guide, load it in a worker process and swap it in; record the outcome either way."""
     source_id = int(ctx.args["epg_id"])
-    try:
+
+    async def record(message: str, status: str) -> None:
+        del status  # a guide source records every unsuccessful import as failed
+        async with ctx.db.transaction() as session:
+            await service.record_import_failure(session, source_id, message)
+
+    async with failures_recorded(record, f"EPG {source_id}", "the guide in use was kept"):
         result = await importer.import_epg(
             ctx.services, source_id, force=bool(ctx.args.get("force")), progress=ctx.progress
         )
-    except NotFound:
-        raise
-    except AppError as exc:
-        await _record_failure(ctx, source_id, f"{exc.message} [{exc.code}]")
-        raise
-    except asyncio.CancelledError:
-        await _record_failure(
-            ctx, source_id, "The import was stopped before it finished; the guide in use was kept."
-        )
-        raise
-    except Exception:
-        await _record_failure(ctx, source_id, "The import failed with an internal error; see the server log.")
-        raise
     if result.get("changed"):
         await queue_follow_ups(ctx, source_id)
     return result
@@ -58,15 +49,6 @@ async def queue_follow_ups(ctx: JobContext, source_id: int) -> None:
     for name in FOLLOW_UPS:
         if name in ctx.broker.jobs:
             await ctx.broker.enqueue(name, requested_by=f"epg:{source_id}")
-
-
-async def _record_failure(ctx: JobContext, source_id: int, message: str) -> None:
-    try:
-        async with ctx.db.transaction() as session:
-            await service.record_import_failure(session, source_id, message)
-    except Exception as exc:
-        # The task run keeps the error even if the source row could not be updated.
-        log.warning("Could not record the failed import of EPG %d: %s", source_id, exc)
 
 
 @job(DUE_JOB, title="Queue due EPG refreshes", priority=60, max_attempts=1)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
 from backend.db import utcnow
-from backend.errors import AppError, NotFound
 from backend.playlists import importer, service
 from backend.tasks.broker import JobContext
-from backend.tasks.registry import PeriodicJob, job, register_periodic
+from backend.tasks.registry import PeriodicJob, failures_recorded, job, register_periodic
 
 log = logging.getLogger(__name__)
 
@@ -28,40 +26,20 @@ def refresh_key(source_id: int) -> str:
 async def refresh_playlist(ctx: JobContext) -> dict[str, Any]:
     """Download (or read) a playlist, parse it and swap its streams in; record the outcome either way."""
     source_id = int(ctx.args["playlist_id"])
-    try:
+
+    async def record(message: str, status: str) -> None:
+        async with ctx.db.transaction() as session:
+            await service.record_import_failure(session, source_id, message, status)
+
+    async with failures_recorded(record, f"playlist {source_id}", "the previous streams were kept"):
         result = await importer.import_playlist(
             ctx.services, source_id, force=bool(ctx.args.get("force")), progress=ctx.progress
         )
-    except NotFound:
-        raise
-    except AppError as exc:
-        await _record_failure(ctx, source_id, f"{exc.message} [{exc.code}]")
-        raise
-    except asyncio.CancelledError:
-        await _record_failure(
-            ctx,
-            source_id,
-            "The import was stopped before it finished; the previous streams were kept.",
-            "cancelled",
-        )
-        raise
-    except Exception:
-        await _record_failure(ctx, source_id, "The import failed with an internal error; see the server log.")
-        raise
     if any(result.get(k) for k in ("added", "updated", "removed")):
         # Stream URLs or names changed: TVHeadend's muxes follow. The publish shares its dedupe key with
         # the channels domain's, so an import plus edits make one queued publish.
         await ctx.broker.enqueue(PUBLISH_JOB, key=PUBLISH_JOB, requested_by=f"playlist:{source_id}")
     return result
-
-
-async def _record_failure(ctx: JobContext, source_id: int, message: str, status: str = "failed") -> None:
-    try:
-        async with ctx.db.transaction() as session:
-            await service.record_import_failure(session, source_id, message, status)
-    except Exception as exc:
-        # The task run keeps the error even if the source row could not be updated.
-        log.warning("Could not record the failed import of playlist %d: %s", source_id, exc)
 
 
 @job("refresh_due_playlists", title="Queue due playlist refreshes", priority=60, max_attempts=1)

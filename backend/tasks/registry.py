@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from backend.errors import AppError, NotFound
+
 if TYPE_CHECKING:
     from backend.tasks.broker import JobContext
+
+log = logging.getLogger(__name__)
 
 JobHandler = Callable[["JobContext"], Awaitable[str | dict[str, Any] | None]]
 
@@ -69,3 +76,37 @@ def job(
 
 def register_periodic(periodic: PeriodicJob) -> None:
     PERIODIC.append(periodic)
+
+
+#: Records why a job failed on the job's own rows: (message for the user, status).
+FailureRecorder = Callable[[str, str], Awaitable[None]]
+
+
+@asynccontextmanager
+async def failures_recorded(record: FailureRecorder, what: str, kept: str) -> AsyncIterator[None]:
+    """Around an import job's work: on failure, record a message the user can act on, then re-raise.
+
+    `what` names the thing for the log ("playlist 3"); `kept` says what stayed in use ("the previous
+    streams were kept"). NotFound (the source was deleted) records nothing. A failure to record is
+    logged, never raised over the job's own error: the task run keeps that error either way.
+    """
+
+    async def safely(message: str, status: str) -> None:
+        try:
+            await record(message, status)
+        except Exception as exc:
+            log.warning("Could not record the failed import of %s: %s", what, exc)
+
+    try:
+        yield
+    except NotFound:
+        raise
+    except AppError as exc:
+        await safely(f"{exc.message} [{exc.code}]", "failed")
+        raise
+    except asyncio.CancelledError:
+        await safely(f"The import was stopped before it finished; {kept}.", "cancelled")
+        raise
+    except Exception:
+        await safely("The import failed with an internal error; see the server log.", "failed")
+        raise
