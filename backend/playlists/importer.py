@@ -9,7 +9,7 @@ import logging
 import shutil
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -247,85 +247,87 @@ class _KeyCounts:
                 earlier[base] = earlier.get(base, 0) + count
         return {base: earlier[base] for base in self.counts[part] if base in earlier}
 
-    def duplicates(self) -> int:
-        """Rows whose key was already taken by an earlier row, in all parts together."""
-        total: dict[str, int] = {}
-        for counts in self.counts:
-            for base, count in counts.items():
-                total[base] = total.get(base, 0) + count
-        return sum(total.values()) - len(total)
-
 
 async def _parse_and_swap(
     svc: AppServices, snap: Snapshot, fetched: Fetched, workdir: Path, progress: Progress
 ) -> dict[str, Any]:
     began = time.monotonic()
+    cpu0 = time.process_time()
     jobs = await _plan(fetched, workdir)
     ready = asyncio.Event()
     percents = [0.0] * len(jobs)
+    parsed = [0] * len(jobs)
 
     def on_progress(part: int) -> Callable[[float, str], None]:
-        def report(percent: float, _message: str) -> None:
-            # Called for every chunk a worker finishes; the loop below stages it and reports progress.
+        def report(percent: float, message: str) -> None:
+            # Called for every chunk a worker finishes ("<n> entries parsed").
             percents[part] = percent
+            count = message.partition(" ")[0]
+            if count.isdigit():
+                parsed[part] = int(count)
             ready.set()
 
         return report
 
-    outputs = [workdir / f"rows-{i}.bin" for i in range(len(jobs))]
-    for out in outputs:
-        await run_blocking(out.touch)
+    files = svc.db.dialect == "sqlite"
+    if files:
+        # Each worker writes a stage file of its own; the swap attaches them.
+        outputs = [workdir / f"stage-{i}.db" for i in range(len(jobs))]
+        extra: list[dict[str, Any]] = [{"stage": "sqlite"} for _ in jobs]
+    else:
+        # The workers append rows in chunks that this process copies into temporary tables as they come.
+        outputs = [workdir / f"rows-{i}.bin" for i in range(len(jobs))]
+        extra = [{} for _ in jobs]
+        for out in outputs:
+            await run_blocking(out.touch)
     children = [
         asyncio.ensure_future(
             run_in_subprocess(
-                fetched.target, {**job, "source_id": snap.id, "out": str(out)}, on_progress=on_progress(i)
+                fetched.target,
+                {**job, **more, "source_id": snap.id, "out": str(out)},
+                on_progress=on_progress(i),
             )
         )
-        for i, (job, out) in enumerate(zip(jobs, outputs, strict=True))
+        for i, (job, more, out) in enumerate(zip(jobs, extra, outputs, strict=True))
     ]
-    readers = [ChunkReader(out) for out in outputs]
-    keys = _KeyCounts(len(jobs))
+
+    async def show_progress(what: str) -> None:
+        low, high = _PARSE
+        share = sum(percents) / len(percents) / 100
+        await progress(low + (high - low) * share, f"{sum(parsed)} entries {what}")
+
+    readers: list[ChunkReader] = []
     try:
-        async with StreamStage(svc.db, snap.id, parts=len(jobs)) as stage:
-            pending = list(range(len(jobs)))
-            while pending:
+        if files:
+            # Parsing and staging happen in the workers; show their progress until all have ended.
+            while not all(child.done() for child in children):
                 ready.clear()
-                staged = False
-                for part in list(pending):
-                    child, reader = children[part], readers[part]
-                    rows = await run_blocking(reader.read_next)
-                    if rows is None and child.done():
-                        child.result()  # A failed worker fails the import here; the stage is dropped.
-                        # The worker has ended: whatever it wrote is complete now.
-                        rows = await run_blocking(reader.read_next)
-                        if rows is None:
-                            pending.remove(part)
-                            continue
-                    if rows is None:
-                        continue
-                    if len(jobs) > 1:
-                        keys.see(part, rows)
-                    await stage.add(rows, part)
-                    staged = True
-                    low, high = _PARSE
-                    share = sum(percents) / len(percents) / 100
-                    await progress(low + (high - low) * share, f"{stage.rows} entries parsed and staged")
-                if pending and not staged:
-                    waiter = asyncio.ensure_future(ready.wait())
-                    try:
-                        await asyncio.wait(
-                            {waiter, *(children[p] for p in pending)}, return_when=asyncio.FIRST_COMPLETED
-                        )
-                    finally:
-                        waiter.cancel()
-            for part in range(1, len(jobs)):
-                offsets = keys.offsets(part)
-                if offsets:
-                    await stage.renumber(part, offsets)
-            summaries: list[dict[str, Any]] = [child.result() for child in children]
+                waiter = asyncio.ensure_future(ready.wait())
+                try:
+                    await asyncio.wait({waiter, *children}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiter.cancel()
+                for child in children:
+                    if child.done():
+                        child.result()  # A failed worker fails the import here.
+                await show_progress("parsed and staged")
+            stage = StreamStage(svc.db, snap.id, files=outputs)
+        else:
+            readers = [ChunkReader(out) for out in outputs]
+            stage = StreamStage(svc.db, snap.id, parts=len(jobs))
+        async with stage:
+            if files:
+                summaries: list[dict[str, Any]] = [child.result() for child in children]
+                stage.rows = sum(s["entries"] for s in summaries)
+                across = 0
+                for part in range(1, len(jobs)):
+                    across += await stage.renumber_from_files(part)
+            else:
+                across = await _stage_chunks(stage, children, readers, ready, show_progress)
+                summaries = [child.result() for child in children]
             summary = _merge(summaries)
-            if len(jobs) > 1:
-                summary["duplicates"] = keys.duplicates()
+            # Each key a later part shares with earlier parts: its first copy there is a duplicate too.
+            summary["duplicates"] += across
             if len(jobs) > 1:
                 worker.require_entries(
                     summary["entries"],
@@ -334,6 +336,7 @@ async def _parse_and_swap(
                     fetched.job.get("what", "download"),
                 )
             parsed_at = time.monotonic()
+            cpu1 = time.process_time()
             await progress(_PARSE[1], f"Saving {stage.rows} streams")
             report = {
                 "entries": summary["entries"],
@@ -374,8 +377,58 @@ async def _parse_and_swap(
             "parse_and_stage": round(parsed_at - began, 2),
             "swap": round(swapped_at - parsed_at, 2),
             "workers": len(jobs),
+            "worker_cpu": [s.get("cpu_seconds") for s in summaries],
+            "app_cpu": [round(cpu1 - cpu0, 2), round(time.process_time() - cpu1, 2)],
         },
     }
+
+
+async def _stage_chunks(
+    stage: StreamStage,
+    children: Sequence[asyncio.Future[Any]],
+    readers: list[ChunkReader],
+    ready: asyncio.Event,
+    show_progress: Callable[[str], Awaitable[None]],
+) -> int:
+    """Copy the workers' row chunks into the stage as they come (PostgreSQL); returns how many keys of
+    later parts earlier parts also had."""
+    parts = len(readers)
+    keys = _KeyCounts(parts)
+    pending = list(range(parts))
+    while pending:
+        ready.clear()
+        staged = False
+        for part in list(pending):
+            child, reader = children[part], readers[part]
+            rows = await run_blocking(reader.read_next)
+            if rows is None and child.done():
+                child.result()  # A failed worker fails the import here; the stage is dropped.
+                # The worker has ended: whatever it wrote is complete now.
+                rows = await run_blocking(reader.read_next)
+                if rows is None:
+                    pending.remove(part)
+                    continue
+            if rows is None:
+                continue
+            if parts > 1:
+                keys.see(part, rows)
+            await stage.add(rows, part)
+            staged = True
+            await show_progress("parsed and staged")
+        if pending and not staged:
+            waiter = asyncio.ensure_future(ready.wait())
+            try:
+                await asyncio.wait(
+                    {waiter, *(children[p] for p in pending)}, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                waiter.cancel()
+    across = 0
+    for part in range(1, parts):
+        offsets = keys.offsets(part)
+        if offsets:
+            across += await stage.renumber(part, offsets)
+    return across
 
 
 def _merge(summaries: list[dict[str, Any]]) -> dict[str, Any]:

@@ -35,7 +35,6 @@ STREAM_SCHEMES = frozenset(
 # spaces, a comma, then the name. Lines that do not match this take the general path below, which
 # gives the same result for them; this one only exists because it is three times faster.
 _FAST_EXTINF = re.compile(r'#EXTINF:(-?\d++(?:\.\d++)?+)((?: ++[a-z0-9_-]++="[^"]*+")*+) *+,(.*)')
-_FAST_ATTR = re.compile(r'([a-z0-9_-]+)="([^"]*)"')
 # The duration is the first token after "#EXTINF:"; it is optional because real files omit it.
 _DURATION = re.compile(r"\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+))?")
 # One key=value attribute; values are "double", 'single' or bare. The block pattern reads a run of
@@ -377,16 +376,22 @@ class M3uParser:
         self._after_overlong = False
         fast = _FAST_EXTINF.fullmatch(line)
         if fast is not None:
-            name = fast.group(3)
+            duration, block, name = fast.groups()
             # A name holding more key="value" pairs means a stray comma split the attributes; only
             # the general path knows how to read on past it.
             if '="' not in name:
                 name = name.strip()
                 if name.startswith(","):
                     name = name.lstrip(", \t")
-                block = fast.group(2)
-                attrs = dict(_FAST_ATTR.findall(block)) if block else {}
-                self._pending = _Extinf(line_no, float(fast.group(1)), attrs, name)
+                if block:
+                    # The pattern matched the block as runs of ` key="value"`, so cutting it at the
+                    # quotes gives " key=", "value", " key2=", "value2", ..., "" (a third faster
+                    # than a findall; the last repeat of a key wins, as with the general path).
+                    pieces = block.split('"')
+                    attrs = dict(zip([k.lstrip(" ")[:-1] for k in pieces[0:-1:2]], pieces[1::2], strict=True))
+                else:
+                    attrs = {}
+                self._pending = _Extinf(line_no, float(duration), attrs, name)
                 return
         m = _DURATION.match(line, 8)
         assert m is not None  # The pattern also matches the empty string.

@@ -7,6 +7,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from backend.db import Database, UTCDateTime
 from backend.errors import NotFound
-from backend.playlists.worker import ROW_COLUMNS
+from backend.playlists.worker import ROW_COLUMNS, STAGE_TABLE
 
 log = logging.getLogger(__name__)
 
@@ -55,22 +56,27 @@ class SwapCounts:
 
 
 class StreamStage:
-    """Temporary tables on one held connection (one per worker part): load chunks with add(), then
-    swap() or just leave.
+    """The staged rows of one import (a table per worker part) on one held connection; swap() them
+    into `stream`, or just leave.
 
-    Loading takes no lock on `stream`, so readers and other writers carry on; only swap() writes the
-    real table, in one transaction. Leaving the context drops the tables whatever happened, so a
-    failed import leaves `stream` exactly as it was.
+    On SQLite the workers wrote each part into a stage file of its own (`files`), attached here; on
+    PostgreSQL the parts are temporary tables loaded chunk by chunk with add(). Staging takes no lock
+    on `stream`, so readers and other writers carry on; only swap() writes the real table, in one
+    transaction. Leaving the context drops the stage whatever happened, so a failed import leaves
+    `stream` exactly as it was.
     """
 
-    def __init__(self, db: Database, source_id: int, parts: int = 1) -> None:
+    def __init__(self, db: Database, source_id: int, parts: int = 1, files: list[Path] | None = None) -> None:
         self.db = db
         self.source_id = source_id
         self.sqlite = db.dialect == "sqlite"
+        if files is not None and not self.sqlite:
+            raise ValueError("stage files are SQLite databases")
+        self.files = files
         # Unique names per import: PostgreSQL caches statement plans by their text, and a dropped and
         # re-created table under the same name would invalidate them.
         name = f"tic_stage_{uuid.uuid4().hex[:12]}"
-        self.tables = [f"{name}_{part}" for part in range(parts)]
+        self.tables = [f"{name}_{part}" for part in range(len(files) if files is not None else parts)]
         self.rows = 0
         self._conn: AsyncConnection | None = None
 
@@ -110,6 +116,8 @@ class StreamStage:
             await conn.close()
 
     def _qualified(self, part: int) -> str:
+        if self.files is not None:
+            return f"stage{part}.{STAGE_TABLE}"
         return f"temp.{self.tables[part]}" if self.sqlite else self.tables[part]
 
     @property
@@ -126,6 +134,15 @@ class StreamStage:
                 return "BOOLEAN"
             return "TEXT"
 
+        if self.files is not None:
+            for part, path in enumerate(self.files):
+                await self.conn.exec_driver_sql(f"ATTACH DATABASE ? AS stage{part}", (str(path),))
+                # The stage files are throw-away: renumbering writes them without a journal.
+                await self.conn.exec_driver_sql(f"PRAGMA stage{part}.journal_mode = OFF")
+                await self.conn.exec_driver_sql(f"PRAGMA stage{part}.synchronous = OFF")
+                await self.conn.exec_driver_sql(f"PRAGMA stage{part}.cache_size = -{_SQLITE_STAGE_CACHE_KIB}")
+            await self.conn.commit()
+            return
         columns = ", ".join(f"{c} {sql_type(c)}" for c in ROW_COLUMNS)
         if self.sqlite:
             # Temporary tables live in SQLite's separate temp database: loading them takes no lock on
@@ -157,7 +174,7 @@ class StreamStage:
 
         A worker that parsed a later part of a playlist numbered its copies of a key from 1; offsets
         says how many copies of that key earlier parts had. "key" becomes "key#(offset+1)" and "key#n"
-        becomes "key#(offset+n)".
+        becomes "key#(offset+n)". Returns how many of the part's keys earlier parts also had.
         """
         conn = self.conn
         table = f"{self.tables[part]}_offsets"
@@ -169,23 +186,48 @@ class StreamStage:
             raw = await conn.get_raw_connection()
             driver: Any = raw.driver_connection
             await driver.copy_records_to_table(table, records=records, columns=("base", "n"))
+        await self._shift(part, f"temp.{table}" if self.sqlite else table)
+        return len(records)
+
+    async def renumber_from_files(self, part: int) -> int:
+        """renumber() for stage files, with the offsets counted in the earlier parts' files.
+
+        A part's first copy of a key has the bare key ("key"), so the bases of a part are its keys
+        without "#"; the copies an earlier part has are "key" and the range from "key#" to "key$"
+        (which the workers' key index finds; an earlier part already renumbered has only the range).
+        Keys never hold "#" otherwise.
+        """
+        table = f"temp.{self.tables[part]}_offsets"
+        counts = " + ".join(
+            f"(SELECT count(*) FROM {self._qualified(p)} e WHERE e.stream_key = b.stream_key "  # noqa: S608
+            f"OR (e.stream_key > b.stream_key || '#' AND e.stream_key < b.stream_key || '$'))"
+            for p in range(part)
+        )
+        await self.conn.exec_driver_sql(f"CREATE TABLE {table} (base TEXT PRIMARY KEY, n INTEGER)")
+        result = await self.conn.exec_driver_sql(
+            f"INSERT INTO {table} (base, n) SELECT base, n FROM ("  # noqa: S608
+            f"SELECT b.stream_key AS base, {counts} AS n "
+            f"FROM {self._qualified(part)} b WHERE instr(b.stream_key, '#') = 0) WHERE n > 0"
+        )
+        await self._shift(part, table)
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def _shift(self, part: int, offsets_table: str) -> None:
+        conn = self.conn
         staged = self._qualified(part)
         key = f"{staged}.stream_key"
         if self.sqlite:
             base = f"(CASE WHEN instr({key}, '#') > 0 THEN substr({key}, 1, instr({key}, '#') - 1) ELSE {key} END)"
             number = f"(CASE WHEN instr({key}, '#') > 0 THEN CAST(substr({key}, instr({key}, '#') + 1) AS INTEGER) ELSE 1 END)"
-            offsets_table = f"temp.{table}"
         else:
             base = f"split_part({key}, '#', 1)"
             number = f"(CASE WHEN strpos({key}, '#') > 0 THEN CAST(split_part({key}, '#', 2) AS INTEGER) ELSE 1 END)"
-            offsets_table = table
-        result = await conn.exec_driver_sql(
+        await conn.exec_driver_sql(
             f"UPDATE {staged} SET stream_key = o.base || '#' || CAST(o.n + {number} AS TEXT) "  # noqa: S608
             f"FROM {offsets_table} o WHERE o.base = {base}"
         )
         await conn.exec_driver_sql(f"DROP TABLE {offsets_table}")
         await conn.commit()
-        return int(getattr(result, "rowcount", 0) or 0)
 
     async def swap(self, now: datetime, outcome: dict[str, Any]) -> SwapCounts:
         """Make `stream` for this source equal to the staged rows, atomically; record the outcome.
@@ -203,8 +245,9 @@ class StreamStage:
             ).scalar_one()
         )
         await conn.commit()
-        if existing:
-            # Only a refresh compares keys; a first import goes straight to the insert.
+        if existing and self.files is None:
+            # Only a refresh compares keys; a first import goes straight to the insert. (The workers
+            # index their stage files themselves.)
             for table in self.tables:
                 await conn.exec_driver_sql(f"CREATE UNIQUE INDEX {table}_key ON {table} (stream_key)")
                 if not self.sqlite:
@@ -212,11 +255,6 @@ class StreamStage:
             await conn.commit()
         if self.sqlite:
             await conn.exec_driver_sql(f"PRAGMA cache_size = -{_SQLITE_SWAP_CACHE_KIB}")
-            # Committing tens of MB would otherwise copy them from the WAL into the database file (with
-            # two fsyncs) before the import can finish. The connection is closed after the import, so
-            # the next commit on another connection does that checkpoint, after its own commit is
-            # visible; readers never wait for a checkpoint in WAL mode.
-            await conn.exec_driver_sql("PRAGMA wal_autocheckpoint = 0")
         params = {"sid": self.source_id, "now": now}
         try:
             # On SQLite the first statement must be a write: it takes the write lock before the

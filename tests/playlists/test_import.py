@@ -8,14 +8,16 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 from werkzeug.datastructures import FileStorage
 
 from backend.channels.models import Channel, ChannelSource
 from backend.db import utcnow
+from backend.playlists import importer
 from backend.playlists.m3u import M3uParser
 from backend.playlists.models import Stream
-from backend.playlists.worker import RowWriter
+from backend.playlists.worker import MarshalSink, RowWriter
 from tests.conftest import ApiClient
 from tests.fakes.upstream import FakeProvider, corpus_path
 from tests.playlists.conftest import (
@@ -350,18 +352,27 @@ async def test_upload_only_for_file_sources_and_import_needs_a_file(
     assert "No file has been uploaded" in task["error"] and "[PLAYLIST_NO_FILE]" in task["error"]
 
 
+@pytest.mark.parametrize("workers", [2, 3])
 async def test_big_playlist_parsed_in_parts_matches_one_parse(
-    admin: ApiClient, provider: FakeProvider, tmp_path: Path, svc: Any, caplog: Any
+    admin: ApiClient,
+    provider: FakeProvider,
+    tmp_path: Path,
+    svc: Any,
+    caplog: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    workers: int,
 ) -> None:
     """Over 4 MiB the import cuts the file and parses the parts in parallel; nothing may differ."""
+    monkeypatch.setattr(importer, "PARSE_PROCESSES", workers)
     caplog.set_level(logging.INFO, logger="backend.playlists")
     generated = await provider.add_generated("/gen.m3u", "m3u", tmp_path, entries=20000, seed=3)
     lines = generated.read_bytes().split(b"\n")
-    # A header default that the second part must know, and copies of the first 30 entries at the very
-    # end, so that duplicates straddle the cut.
+    # A header default that the second part must know, and two copies of the first 30 entries at the
+    # very end, so that duplicates straddle the cut (a later part renumbers "key", "key#2" past the
+    # copies in earlier parts).
     lines[0] = b'#EXTM3U http-user-agent="Box/1"'
     urls = [i for i, line in enumerate(lines) if line.startswith(b"http")]
-    data = b"\n".join(lines[:-1] + lines[1 : urls[29] + 1]) + b"\n"
+    data = b"\n".join(lines[:-1] + lines[1 : urls[29] + 1] * 2) + b"\n"
     assert len(data) > 4 * 1024 * 1024
     provider.add_file("/big.m3u", data)
     provider.add_file("/big.m3u.gz", gzip.compress(data), content_type="application/octet-stream")
@@ -375,8 +386,11 @@ async def test_big_playlist_parsed_in_parts_matches_one_parse(
             (e.line_no, e.name, e.url, e.headers) for e in expected
         ]
         assert {s["headers"]["User-Agent"] for s in streams} >= {"Box/1"}
-        one_pass = RowWriter(source["id"], io.BytesIO(), None)
+        one_pass = RowWriter(source["id"], MarshalSink(io.BytesIO()), None)
         expected_keys = [one_pass._key(e) for e in expected]
+        assert one_pass.duplicates >= 60
+        report = (await playlist(admin, source["id"]))["last_import_report"]
+        assert report["duplicates"] == one_pass.duplicates
         async with svc.db.session() as session:
             keys = (
                 (
@@ -388,5 +402,5 @@ async def test_big_playlist_parsed_in_parts_matches_one_parse(
                 .all()
             )
         assert keys == expected_keys
-        assert all("#" in key for key in keys[-30:])  # the copies are numbered after their originals
-    assert caplog.text.count("'workers': 2") == 2
+        assert all("#" in key for key in keys[-60:])  # the copies are numbered after their originals
+    assert caplog.text.count(f"'workers': {workers}") == 2
