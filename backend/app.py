@@ -265,6 +265,8 @@ def _install_lifespan(app: Quart, svc: AppServices, config: Config) -> None:
         recovered = await svc.broker.recover()
         if recovered:
             log.warning("%d interrupted task(s) from the previous run were queued again", recovered)
+        if svc.db.checkpointer is not None:
+            svc.db.checkpointer.start()
         lag = LoopLagMonitor(svc.extras["metrics"])
         lag.start()
         svc.extras["loop_lag"] = lag

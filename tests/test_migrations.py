@@ -29,3 +29,6 @@ async def test_sqlite_pragmas(svc: Any) -> None:
         assert (await session.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
         assert (await session.execute(text("PRAGMA foreign_keys"))).scalar() == 1
         assert (await session.execute(text("PRAGMA busy_timeout"))).scalar() == 10000
+        # Commits leave checkpoints to the background WalCheckpointer.
+        assert (await session.execute(text("PRAGMA wal_autocheckpoint"))).scalar() == 0
+        assert (await session.execute(text("PRAGMA page_size"))).scalar() == 16384
