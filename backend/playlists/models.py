@@ -80,7 +80,6 @@ class Stream(Base):
     __table_args__ = (
         UniqueConstraint("source_id", "stream_key", name="uq_stream_source_key"),
         Index("ix_stream_source_group", "source_id", "group_title"),
-        Index("ix_stream_tvg_id", "tvg_id"),
         # The stream browser pages through a source in id order (= the order streams first appeared).
         Index("ix_stream_source_id", "source_id", "id"),
         # Substring search scans this narrow index instead of the wide table rows.
