@@ -32,6 +32,11 @@ log = logging.getLogger(__name__)
 
 # Progress is written to the database at most this often; the in-memory copy is always current.
 PROGRESS_WRITE_INTERVAL = 1.0
+# Long polls wake for a running job's progress at most this often: a progress bar moving five times a
+# second looks live, and a job that reports every few milliseconds must not make every watching
+# browser re-read the task list that often. Every other change (queued, started, finished) wakes them
+# at once.
+PROGRESS_NOTIFY_INTERVAL = 0.2
 
 
 class JobCancelled(Exception):
@@ -57,17 +62,31 @@ class JobContext:
         self.progress_value = 0
         self.message = ""
         self._last_write = 0.0
+        self._last_notify = 0.0
+        self._notify_later: asyncio.TimerHandle | None = None
 
     async def progress(self, percent: float, message: str | None = None) -> None:
         """Report progress 0-100 with a short message; cheap to call often."""
         self.progress_value = max(0, min(100, int(percent)))
         if message is not None:
             self.message = message[:500]
-        self.broker._notify()
         now = time.monotonic()
+        wait = self._last_notify + PROGRESS_NOTIFY_INTERVAL - now
+        if wait <= 0:
+            self._notify_progress()
+        elif self._notify_later is None:
+            # The latest progress still reaches the watchers, a moment later.
+            self._notify_later = asyncio.get_running_loop().call_later(wait, self._notify_progress)
         if now - self._last_write >= PROGRESS_WRITE_INTERVAL:
             self._last_write = now
             await self.broker._write_progress(self.run_id, self.progress_value, self.message)
+
+    def _notify_progress(self) -> None:
+        if self._notify_later is not None:
+            self._notify_later.cancel()
+            self._notify_later = None
+        self._last_notify = time.monotonic()
+        self.broker._notify()
 
 
 class TaskQueueBroker:

@@ -216,6 +216,45 @@ async def test_progress_visible_and_long_poll(svc: Any, admin: ApiClient) -> Non
     assert (await admin.get("/tic-api/tasks/424242")).status_code == 404
 
 
+async def test_rapid_progress_wakes_long_polls_a_few_times_and_ends_on_the_latest(
+    svc: Any, admin: ApiClient
+) -> None:
+    """A job reporting every couple of milliseconds wakes watchers about five times a second, and
+    the last report still reaches them although it came within the quiet interval."""
+    done = asyncio.Event()
+
+    async def chatty(ctx: JobContext) -> str:
+        for i in range(1, 201):
+            await ctx.progress(i / 2, f"step {i}")
+            await asyncio.sleep(0.004)
+        done.set()
+        await asyncio.sleep(0.6)  # still running, quiet: only the trailing wake may come now
+        return "ok"
+
+    svc.broker.register(JobSpec(name="chatty", handler=chatty))
+    version = (await (await admin.get("/tic-api/tasks")).get_json())["version"]
+    run_id = (await svc.broker.enqueue("chatty")).task_id
+    wakes = 0
+    last: dict[str, Any] | None = None
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while loop.time() < deadline:
+        body = await (await admin.get(f"/tic-api/tasks?wait=2&since={version}")).get_json()
+        if body["version"] == version:
+            break  # a quiet long poll: nothing more is coming
+        version = body["version"]
+        wakes += 1
+        if body["current"] and body["current"]["id"] == run_id:
+            last = body["current"]
+        if done.is_set() and last is not None and last["message"] == "step 200":
+            break
+    assert done.is_set()
+    assert last is not None and last["message"] == "step 200" and last["progress"] == 100
+    # 200 reports over about a second (sleeps of 4 ms or more): without the interval that is 200 wakes.
+    assert wakes <= 15, wakes
+    await wait_status(svc, run_id, {"succeeded"})
+
+
 async def test_history_filters_and_prune(svc: Any, admin: ApiClient) -> None:
     rec = Recorder()
     svc.broker.register(rec.spec("tiny"))
