@@ -159,6 +159,9 @@ class SqliteStage:
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA busy_timeout=30000")
             conn.execute(f"PRAGMA cache_size=-{SWAP_CACHE_KIB}")
+            # Like the app's own connections: the commit leaves the WAL to the app's checkpointer
+            # (backend.db.WalCheckpointer) instead of copying the new guide into the file itself.
+            conn.execute("PRAGMA wal_autocheckpoint=0")
             conn.execute("ATTACH DATABASE ? AS stage", (str(self.path),))
             conn.execute(f"PRAGMA stage.cache_size=-{STAGE_CACHE_KIB}")
             conn.execute("BEGIN IMMEDIATE")
