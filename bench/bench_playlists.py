@@ -119,6 +119,39 @@ async def _settle(pid: int, timeout: float = 30.0) -> None:
         quiet = quiet + 1 if _cpu_seconds(pid) - before < 0.01 else 0
 
 
+_MINIMAL = r"""
+import re, sqlite3, sys, time
+started = time.perf_counter()
+extinf = re.compile(r'#EXTINF:[^ ,]*((?: [a-z0-9_-]+="[^"]*")*) *,(.*)')
+attr = re.compile(r'([a-z0-9_-]+)="([^"]*)"')
+rows, pending = [], None
+with open(sys.argv[1], encoding="utf-8", errors="replace") as f:
+    for line in f:
+        line = line.strip()
+        if line.startswith("#EXTINF:"):
+            pending = extinf.match(line)
+        elif line and not line.startswith("#") and pending is not None:
+            a = dict(attr.findall(pending.group(1)))
+            rows.append((pending.group(2), line, a.get("tvg-id"), a.get("tvg-name"), a.get("tvg-logo"),
+                         a.get("group-title")))
+            pending = None
+db = sqlite3.connect(sys.argv[2])
+db.execute("CREATE TABLE stream (id INTEGER PRIMARY KEY, name, url, tvg_id, tvg_name, logo, grp)")
+db.executemany("INSERT INTO stream (name, url, tvg_id, tvg_name, logo, grp) VALUES (?, ?, ?, ?, ?, ?)", rows)
+db.commit()
+print(time.perf_counter() - started, len(rows))
+"""
+
+
+def _minimal_import(playlist: Path, database: Path) -> float:
+    """Seconds the issue's yardstick takes here: a single-purpose script that only parses the file
+    (the common EXTINF form) and bulk-inserts six columns into an unindexed SQLite table."""
+    out = subprocess.run(
+        [sys.executable, "-c", _MINIMAL, str(playlist), str(database)], check=True, capture_output=True
+    ).stdout.split()
+    return float(out[0])
+
+
 def _host_speed() -> float:
     """CPU milliseconds a fixed pure-Python loop takes right now (about 110 ms on a quiet host).
 
@@ -347,6 +380,14 @@ async def _bench(work: Path) -> dict[str, Any]:
             await tic.start(http)
             idle_rss = _rss_kib(tic.proc.pid) / 1024 if tic.proc else 0.0
             results["idle_rss_mb"] = round(idle_rss, 1)
+            if SIZES:
+                # The yardstick of the issue, on this host and now: parse + bulk insert, nothing else.
+                biggest = files / f"{SIZES[-1]}.m3u"
+                reference = [_minimal_import(biggest, work / f"minimal-{i}.db") for i in range(RUNS)]
+                results[f"reference_minimal_{SIZES[-1]}"] = {
+                    "median_s": round(statistics.median(reference), 2),
+                    "runs_s": [round(r, 2) for r in reference],
+                }
             for size in SIZES:
                 runs = []
                 for run in range(RUNS):
