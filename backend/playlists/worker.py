@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import gzip
 import hashlib
 import io
@@ -355,6 +357,19 @@ def _chunks(content: BinaryIO, what: str) -> Iterator[bytes]:
         ) from None
 
 
+@contextlib.contextmanager
+def _without_gc() -> Iterator[None]:
+    """No cyclic garbage collection while rows are built: they are tuples and dicts without cycles,
+    and a 50k-row part otherwise pays ~6% of its time for collections that find nothing."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def build_m3u_rows(job: dict[str, Any], progress: ProgressFn | None = None) -> dict[str, Any]:
     """Parse an M3U file (or one part of a plain one) into staged rows.
 
@@ -362,6 +377,18 @@ def build_m3u_rows(job: dict[str, Any], progress: ProgressFn | None = None) -> d
     offsets at line starts), first_line, header (the #EXTM3U line) and parts (how many in all). Only
     the first part checks that the file is a playlist; the importer checks the total of entries.
     """
+    with _without_gc():
+        return _build_m3u_rows(job, progress)
+
+
+def build_xtream_rows(job: dict[str, Any], progress: ProgressFn | None = None) -> dict[str, Any]:
+    """Map Xtream player_api JSON files into staged rows (job: source_id, streams, categories, out,
+    server, username, password, ext)."""
+    with _without_gc():
+        return _build_xtream_rows(job, progress)
+
+
+def _build_m3u_rows(job: dict[str, Any], progress: ProgressFn | None) -> dict[str, Any]:
     path = Path(job["path"])
     what = str(job.get("what") or "download")
     start = int(job.get("start") or 0)
@@ -506,9 +533,7 @@ def _read_head(content: BinaryIO, what: str) -> bytes:
     return head
 
 
-def build_xtream_rows(job: dict[str, Any], progress: ProgressFn | None = None) -> dict[str, Any]:
-    """Map Xtream player_api JSON files into staged rows (job: source_id, streams, categories, out,
-    server, username, password, ext)."""
+def _build_xtream_rows(job: dict[str, Any], progress: ProgressFn | None) -> dict[str, Any]:
     from backend.playlists.xtream import XtreamLiveMapper
 
     streams = _load_json(Path(job["streams"]), "live streams")
