@@ -108,6 +108,9 @@ class TaskQueueBroker:
         self._version = 0
         self._changed = asyncio.Event()
         self._db_failing = False
+        # Set by a wake that found the runner busy: the runner looks at the queue once more before it
+        # ends, so a task queued while it was finding the queue empty does not wait for the next tick.
+        self._wake_pending = False
         self.wake_enabled = True
         # Called with (job name, final status) after each run ends; used for metrics.
         self.on_finish: list[Any] = []
@@ -197,6 +200,7 @@ class TaskQueueBroker:
             return False
         if self._runner is not None and not self._runner.done():
             log.debug("Tick skipped: a task is already running")
+            self._wake_pending = True
             return False
         if self.paused:
             return False
@@ -220,6 +224,7 @@ class TaskQueueBroker:
 
     async def _drain(self) -> None:
         while not self.paused and not self._stopping:
+            self._wake_pending = False
             try:
                 run = await self._claim_next()
             except (OperationalError, DBAPIError, OSError) as exc:
@@ -231,6 +236,9 @@ class TaskQueueBroker:
                 log.info("Task queue reached the database again")
                 self._db_failing = False
             if run is None:
+                if self._wake_pending:
+                    # Something was queued while the claim read an empty queue: look again.
+                    continue
                 return
             await self._execute(run)
 

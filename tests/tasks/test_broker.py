@@ -53,6 +53,34 @@ class Recorder:
         return JobSpec(name=name, handler=handler, **kw)
 
 
+async def test_a_task_queued_while_the_runner_finds_the_queue_empty_still_starts(svc: Any) -> None:
+    """An enqueue that commits while the runner is reading an empty queue wakes a busy runner; the
+    runner must look again rather than leave the task for the next scheduler tick (10 s away)."""
+    rec = Recorder()
+    svc.broker.register(rec.spec("first"))
+    svc.broker.register(rec.spec("late"))
+    claim = svc.broker._claim_next
+    late: list[int] = []
+
+    async def claim_then_enqueue() -> Any:
+        run = await claim()
+        if run is None and not late:
+            # The claim read the queue as empty; "late" commits before the runner ends.
+            late.append((await svc.broker.enqueue("late")).task_id)
+        return run
+
+    svc.broker._claim_next = claim_then_enqueue
+    first = (await svc.broker.enqueue("first")).task_id
+    await wait_status(svc, first, {"succeeded"})
+    for _ in range(100):
+        if late:
+            break
+        await asyncio.sleep(0.01)
+    assert late, "the runner never found the queue empty"
+    await wait_status(svc, late[0], {"succeeded"}, timeout=5)
+    assert rec.order == ["first", "late"]
+
+
 async def test_priority_order_and_one_at_a_time(svc: Any) -> None:
     rec = Recorder()
     svc.broker.register(rec.spec("low", priority=80))
