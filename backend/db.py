@@ -147,20 +147,25 @@ class WalCheckpointer:
             return None
         return st.st_size, st.st_mtime_ns
 
+    async def look(self) -> bool:
+        """Checkpoint if the WAL changed since the last look; whether it did."""
+        state = self._wal_state()
+        if state is None or state == self._seen:
+            return False
+        try:
+            await self.checkpoint()
+        except sqlite3.Error as exc:
+            # Nothing is lost: the WAL keeps the data, and the next look tries again.
+            log.warning("WAL checkpoint of %s failed: %s", self.path, exc)
+            return False
+        # What the checkpoint itself touched counts as seen; only new writes call for another.
+        self._seen = self._wal_state()
+        return True
+
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            state = self._wal_state()
-            if state is None or state == self._seen:
-                continue
-            try:
-                await self.checkpoint()
-            except sqlite3.Error as exc:
-                # Nothing is lost: the WAL keeps the data, and the next look tries again.
-                log.warning("WAL checkpoint of %s failed: %s", self.path, exc)
-                continue
-            # What the checkpoint itself touched counts as seen; only new writes call for another.
-            self._seen = self._wal_state()
+            await self.look()
 
 
 def make_engine(url: str) -> AsyncEngine:
