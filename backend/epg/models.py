@@ -90,3 +90,21 @@ class Programme(Base):
         Index("ix_programme_channel_start", "source_id", "xmltv_channel_id", "start"),
         Index("ix_programme_start_stop", "start", "stop"),
     )
+
+
+#: What a programme says (channel, times and content), without ids: the columns the guide grid, the
+#: guide search and the XMLTV output read as plain rows.
+PROGRAMME_CONTENT_COLUMNS = (
+    Programme.xmltv_channel_id,
+    Programme.start,
+    Programme.stop,
+    Programme.title,
+    Programme.sub_title,
+    Programme.description,
+    Programme.categories,
+    Programme.episode_num,
+    Programme.season,
+    Programme.episode,
+    Programme.icon,
+    Programme.extra,
+)

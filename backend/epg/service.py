@@ -18,7 +18,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from backend.channels.models import Channel
 from backend.db import iso_z, utcnow
 from backend.download import redact_url
-from backend.epg.models import KINDS, EpgChannel, EpgSource, Programme
+from backend.epg.models import KINDS, PROGRAMME_CONTENT_COLUMNS, EpgChannel, EpgSource, Programme
 from backend.errors import Conflict, Invalid, NotFound
 
 #: Bounds of the editable numbers. Wide day ranges let an archive or an old sample guide import.
@@ -317,22 +317,7 @@ async def list_epg_channels(
 
 
 #: The programme columns the grid and search answers carry (rows of these, not ORM objects).
-GRID_COLUMNS = (
-    Programme.id,
-    Programme.source_id,
-    Programme.xmltv_channel_id,
-    Programme.start,
-    Programme.stop,
-    Programme.title,
-    Programme.sub_title,
-    Programme.description,
-    Programme.categories,
-    Programme.episode_num,
-    Programme.season,
-    Programme.episode,
-    Programme.icon,
-    Programme.extra,
-)
+GRID_COLUMNS = (Programme.id, Programme.source_id, *PROGRAMME_CONTENT_COLUMNS)
 #: Programmes handled between two returns to the event loop while a grid answer is built.
 GRID_SLICE = 500
 

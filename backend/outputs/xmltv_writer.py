@@ -21,7 +21,7 @@ from sqlalchemy import and_, select
 
 from backend.channels.models import Channel
 from backend.db import Database, iso_z
-from backend.epg.models import EpgChannel, Programme
+from backend.epg.models import PROGRAMME_CONTENT_COLUMNS, EpgChannel, Programme
 from backend.outputs.formats import INVALID_XML, display_name, output_guide_id, xml_attr, xml_text
 from backend.outputs.service import LOGO_PATH, xmltv_files
 
@@ -48,22 +48,6 @@ CREDIT_ROLES = (
     "presenter",
     "commentator",
     "guest",
-)
-
-
-_PROGRAMME_COLUMNS = (
-    Programme.xmltv_channel_id,
-    Programme.start,
-    Programme.stop,
-    Programme.title,
-    Programme.sub_title,
-    Programme.description,
-    Programme.categories,
-    Programme.episode_num,
-    Programme.season,
-    Programme.episode,
-    Programme.icon,
-    Programme.extra,
 )
 
 
@@ -415,7 +399,7 @@ async def _write_programmes(
     async with db.engine.connect() as conn:
         for done, (source_id, ids) in enumerate(batches):
             stmt = (
-                select(*_PROGRAMME_COLUMNS)
+                select(*PROGRAMME_CONTENT_COLUMNS)
                 .where(
                     Programme.source_id == source_id,
                     Programme.xmltv_channel_id.in_(ids),
