@@ -122,7 +122,6 @@ async def _fill(svc: Any, m3u: Path, xml: Path) -> tuple[list[Any], list[int], l
                 "is_vod": e.is_vod,
                 "extra": {"attrs": e.attrs},
                 "line_no": e.line_no,
-                "content_hash": "0" * 40,
                 "first_seen_at": now,
                 "updated_at": now,
             }

@@ -208,7 +208,7 @@ async def _populate(database_url: str, m3u: Path, xml: Path) -> dict[str, Any]:
             {
                 "source_id": playlist_id, "stream_key": f"bench:{i}", "name": entry.name, "url": entry.url,
                 "tvg_id": entry.tvg_id, "group_title": entry.group, "headers": entry.headers or None,
-                "content_hash": "0" * 40, "first_seen_at": now, "updated_at": now,
+                "first_seen_at": now, "updated_at": now,
             }
             for i, entry in enumerate(live)
         ]  # fmt: skip

@@ -130,7 +130,6 @@ async def _seed(db: Any) -> None:
                         "name": f"Channel {i}",
                         # The fake fails the scan of any URL containing "404": keep those digits apart.
                         "url": f"http://p{playlist}.invalid/live/{str(i).replace('404', '40-4')}.ts",
-                        "content_hash": "0" * 40,
                         "first_seen_at": now,
                         "updated_at": now,
                     }

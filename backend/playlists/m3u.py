@@ -143,6 +143,8 @@ class M3uParser:
       finally the URL's |suffix; later ones win. A header whose name is not a token or whose value
       holds CR, LF or NUL is dropped: it could inject headers into requests to the provider.
     - catchup, catchup-source and catchup-days from the #EXTM3U line apply to entries without their own.
+    - NUL characters are dropped from the input: they are junk in a playlist, and PostgreSQL text
+      cannot hold them.
     """
 
     def __init__(
@@ -193,6 +195,8 @@ class M3uParser:
         """Parse text given as lines (line endings optional); an item may also hold several lines."""
         handle = self._handle
         for raw in lines:
+            if "\0" in raw:
+                raw = raw.replace("\0", "")
             # Drop one line ending only: further ones end blank lines, which count.
             text = raw[:-2] if raw.endswith("\r\n") else raw[:-1] if raw.endswith(("\n", "\r")) else raw
             # An item may hold several lines (a whole text, or lines split on LF only).
@@ -221,6 +225,9 @@ class M3uParser:
         This is the form an async importer uses: push each body chunk as it arrives, then finish().
         """
         out: list[M3uEntry] = []
+        if b"\0" in chunk:
+            # NUL is junk in a playlist, and PostgreSQL text cannot hold it: entries never carry one.
+            chunk = chunk.replace(b"\0", b"")
         if not chunk:
             return out
         if self._after_cr:

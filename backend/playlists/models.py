@@ -72,8 +72,6 @@ class Stream(Base):
     provider_stream_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # The entry's line in the import that last wrote this row (an entry that only moved keeps its old one).
     line_no: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    # Hash of the imported fields, so a refresh updates only rows that changed.
-    content_hash: Mapped[str] = mapped_column(String(40))
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 

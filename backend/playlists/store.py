@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from backend.db import Database, UTCDateTime
 from backend.errors import NotFound
-from backend.playlists.worker import ROW_COLUMNS, STAGE_TABLE
+from backend.playlists.worker import COMPARED_COLUMNS, ROW_COLUMNS, STAGE_TABLE
 
 log = logging.getLogger(__name__)
 
@@ -331,12 +331,24 @@ class StreamStage:
             expr = f"CAST({expr} AS JSON)"
         return expr
 
+    def _differs(self, column: str) -> str:
+        """SQL that is true when a stored stream's column differs from the staged value (NULLs equal)."""
+        if self.sqlite:
+            return f"stream.{column} IS NOT {self._value(column)}"
+        if column in _JSON_COLUMNS:
+            # PostgreSQL's json type keeps the text it was given, and has no equality operator.
+            return f"CAST(stream.{column} AS TEXT) IS DISTINCT FROM s.{column}"
+        return f"stream.{column} IS DISTINCT FROM {self._value(column)}"
+
     def _update_changed_sql(self, part: int) -> str:
         assignments = ", ".join(f"{c} = {self._value(c)}" for c in ROW_COLUMNS if c != "stream_key")
+        # The comparison runs in the database, on the rows whose keys match: cheaper than a hash of
+        # every row built in Python, and it cannot collide.
+        changed = " OR ".join(self._differs(c) for c in COMPARED_COLUMNS)
         return (
             f"UPDATE stream SET {assignments}, updated_at = :now FROM {self._qualified(part)} s "  # noqa: S608
             "WHERE stream.source_id = :sid AND stream.stream_key = s.stream_key "
-            "AND stream.content_hash <> s.content_hash"
+            f"AND ({changed})"
         )
 
     def _insert_sql(self, part: int, *, existing: bool) -> str:

@@ -46,8 +46,10 @@ ROW_COLUMNS = (
     "is_vod",
     "provider_stream_id",
     "line_no",
-    "content_hash",
 )
+#: Columns a refresh compares to tell a changed stream from an unchanged one: all but the key and the
+#: line number (an entry that only moved is not rewritten).
+COMPARED_COLUMNS = tuple(c for c in ROW_COLUMNS if c not in ("stream_key", "line_no"))
 #: Rows per chunk written to the output file. The parent stages each chunk in one statement, so the
 #: size trades statement overhead against how long reading one chunk holds the parent's GIL (about
 #: 5 ms at 2000 rows: marshal.loads never lets go of it).
@@ -241,40 +243,24 @@ class RowWriter:
         days = e.catchup_days
         if days is not None and not 0 <= days <= 3650:
             days = None
-        name, url, catchup, source, psid = e.name, e.url, e.catchup, e.catchup_source, e.provider_stream_id
-        # The line number is left out of the hash: an entry that only moved is not rewritten.
-        text = (
-            f"{name}\x1f{url}\x1f{tvg_id or ''}\x1f{tvg_name or ''}\x1f{logo or ''}\x1f{chno or ''}\x1f"
-            f"{group or ''}\x1f{catchup or ''}\x1f{source or ''}\x1f{'' if days is None else days}\x1f"
-            f"{headers or ''}\x1f{extra or ''}\x1f{e.is_vod:d}\x1f{psid or ''}"
-        )
-        if "\0" in text:
-            # PostgreSQL text cannot hold NUL; a NUL in a playlist is junk anyway.
-            name, url = name.replace("\0", ""), url.replace("\0", "")
-            tvg_id, tvg_name, logo, chno, group, catchup, source, headers, extra, psid = (
-                v.replace("\0", "") if v is not None else None
-                for v in (tvg_id, tvg_name, logo, chno, group, catchup, source, headers, extra, psid)
-            )
-            text = text.replace("\0", "")
         return (
             self._key(e),
-            name,
-            search_key(name),
-            url,
+            e.name,
+            search_key(e.name),
+            e.url,
             tvg_id,
             tvg_name,
             logo,
             chno,
             group,
-            catchup,
-            source,
+            e.catchup,
+            e.catchup_source,
             days,
             headers,
             extra,
             e.is_vod,
-            psid,
+            e.provider_stream_id,
             e.line_no,
-            hashlib.blake2b(text.encode("utf-8"), digest_size=10).hexdigest(),
         )
 
 

@@ -189,7 +189,8 @@ def _text(value: object) -> str | None:
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() else str(value)
     if isinstance(value, int | str):
-        text = str(value).strip()
+        # NUL is junk in a name or id, and PostgreSQL text cannot hold it.
+        text = str(value).replace("\0", "").strip()
         return text or None
     return None
 

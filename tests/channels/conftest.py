@@ -57,7 +57,6 @@ class Data:
             "name": name,
             "url": url,
             "line_no": self._line,
-            "content_hash": "0" * 40,
             "first_seen_at": stamp,
             "updated_at": stamp,
             "is_vod": False,

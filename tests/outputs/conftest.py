@@ -61,7 +61,6 @@ class Lineup:
                 name=name,
                 url=url,
                 headers=headers,
-                content_hash="0" * 40,
                 first_seen_at=stamp,
                 updated_at=stamp,
             )

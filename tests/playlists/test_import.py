@@ -216,6 +216,73 @@ async def test_stable_ids_across_adds_removes_renames_and_reorders(
     assert links == {"Bravo": None, "Delta": by_url[urls["Delta"]]}
 
 
+async def test_refresh_rewrites_a_stream_whatever_single_field_changed(
+    admin: ApiClient, provider: FakeProvider
+) -> None:
+    def entry(i: int, attrs: str = "", name: str | None = None, duration: str = "-1") -> list[str]:
+        return [f"#EXTINF:{duration} {attrs or base(i)},{name or f'C{i}'}", provider.url(f"/s/{i}.m3u8")]
+
+    def base(i: int) -> str:
+        return f'tvg-id="c{i}" tvg-name="C{i}" tvg-logo="http://l/{i}.png" tvg-chno="{i}" group-title="G"'
+
+    count = 14
+    first = ["#EXTM3U"] + [line for i in range(count) for line in entry(i)]
+    provider.add_file("/list.m3u", ("\n".join(first) + "\n").encode())
+    source = await create_playlist(admin, url=provider.url("/list.m3u"))
+    await run_import(admin, source["id"])
+    before = {s["url"]: s for s in await all_streams(admin, source["id"])}
+
+    # Each of the first twelve entries changes in one column only (NULL <-> value and JSON included);
+    # 12 and 13 swap places, which is not a change.
+    changed = [
+        entry(0, name="C0 renamed"),
+        entry(1, base(1).replace('tvg-id="c1" ', "")),
+        entry(2, base(2).replace('tvg-name="C2"', 'tvg-name="C two"')),
+        entry(3, base(3).replace("3.png", "3b.png")),
+        entry(4, base(4).replace('tvg-chno="4"', 'tvg-chno="40"')),
+        entry(5, base(5).replace('group-title="G"', 'group-title="H"')),
+        entry(6, base(6) + ' catchup="default"'),
+        entry(7, base(7) + ' catchup-source="?utc={utc}"'),
+        entry(8, base(8) + ' catchup-days="3"'),
+        entry(9, base(9) + ' http-user-agent="Kodi/20"'),
+        entry(10, base(10) + ' x-foo="1"'),
+        entry(11, duration="30"),
+        entry(13),
+        entry(12),
+    ]
+    provider.add_file("/list.m3u", ("\n".join(["#EXTM3U"] + [x for e in changed for x in e]) + "\n").encode())
+    task = await run_import(admin, source["id"])
+    assert "0 added, 12 updated, 0 removed" in task["message"], task["message"]
+    after = {s["url"]: s for s in await all_streams(admin, source["id"])}
+    assert {u: s["id"] for u, s in after.items()} == {u: s["id"] for u, s in before.items()}
+    url = provider.url
+    assert after[url("/s/0.m3u8")]["name"] == "C0 renamed"
+    assert after[url("/s/1.m3u8")]["tvg_id"] is None
+    assert after[url("/s/8.m3u8")]["attributes"]["catchup-days"] == "3"
+    assert after[url("/s/9.m3u8")]["headers"] == {"User-Agent": "Kodi/20"}
+    assert after[url("/s/10.m3u8")]["attributes"]["x-foo"] == "1"
+    # The swapped pair was not rewritten: it keeps its first line numbers.
+    assert (after[url("/s/12.m3u8")]["line_no"], after[url("/s/13.m3u8")]["line_no"]) == (26, 28)
+
+    # The same content again changes nothing.
+    task = await run_import(admin, source["id"])
+    assert "0 added, 0 updated, 0 removed" in task["message"], task["message"]
+
+
+async def test_nul_characters_are_dropped_from_entries(admin: ApiClient, provider: FakeProvider) -> None:
+    body = b'#EXTM3U\n#EXTINF:-1 tvg-id="a\x00b" group-title="G\x00",Na\x00me\nhttp://h/s/1\x00.m3u8\n'
+    provider.add_file("/nul.m3u", body)
+    source = await create_playlist(admin, url=provider.url("/nul.m3u"))
+    await run_import(admin, source["id"])
+    [stream] = await all_streams(admin, source["id"])
+    assert (stream["name"], stream["tvg_id"], stream["group_title"], stream["url"]) == (
+        "Name",
+        "ab",
+        "G",
+        "http://h/s/1.m3u8",
+    )
+
+
 async def test_xtream_source_imports_live_streams(
     admin: ApiClient, provider: FakeProvider, caplog: Any
 ) -> None:

@@ -93,7 +93,6 @@ async def add_stream(db: Database, playlist_id: int, name: str, url: str, header
                 name=name,
                 url=url,
                 headers=headers,
-                content_hash="0" * 40,
                 first_seen_at=now,
                 updated_at=now,
             )

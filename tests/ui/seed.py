@@ -64,7 +64,6 @@ async def seed_lineup(
                     name=f"Channel {i + 1}",
                     url=f"http://127.0.0.1:9/{i}.ts",
                     group_title="News" if i % 2 == 0 else "Sport",
-                    content_hash=f"h{i}",
                     first_seen_at=stamp,
                     updated_at=stamp,
                 )
