@@ -23,17 +23,6 @@ log = logging.getLogger(__name__)
 # The SQL below is assembled from the constant column names and a generated table name only (hence
 # the S608 waivers); every value travels as a bound parameter or through the driver's COPY.
 
-# Column widths of `stream`; PostgreSQL rejects longer text, so the swap cuts values to fit.
-_WIDTHS = {
-    "name": 500,
-    "search_name": 500,
-    "tvg_id": 255,
-    "tvg_name": 500,
-    "tvg_chno": 32,
-    "group_title": 255,
-    "catchup": 50,
-    "provider_stream_id": 64,
-}
 _JSON_COLUMNS = ("headers", "extra")
 _INTEGER_COLUMNS = ("catchup_days", "line_no")
 # SQLite keeps this many KiB of pages for the swap (the default is 2 MiB): inserting 100k rows into
@@ -322,23 +311,20 @@ class StreamStage:
         return int(getattr(result, "rowcount", 0) or 0)
 
     def _value(self, column: str) -> str:
-        """The staged value of a column as `stream` takes it: cut to width, JSON cast on PostgreSQL."""
-        expr = f"s.{column}"
-        width = _WIDTHS.get(column)
-        if width is not None:
-            expr = f"substr({expr}, 1, {width})"
+        """The staged value of a column as `stream` takes it (the workers cut values to the column
+        widths already); JSON is cast on PostgreSQL."""
         if column in _JSON_COLUMNS and not self.sqlite:
-            expr = f"CAST({expr} AS JSON)"
-        return expr
+            return f"CAST(s.{column} AS JSON)"
+        return f"s.{column}"
 
     def _differs(self, column: str) -> str:
         """SQL that is true when a stored stream's column differs from the staged value (NULLs equal)."""
         if self.sqlite:
-            return f"stream.{column} IS NOT {self._value(column)}"
+            return f"stream.{column} IS NOT s.{column}"
         if column in _JSON_COLUMNS:
             # PostgreSQL's json type keeps the text it was given, and has no equality operator.
             return f"CAST(stream.{column} AS TEXT) IS DISTINCT FROM s.{column}"
-        return f"stream.{column} IS DISTINCT FROM {self._value(column)}"
+        return f"stream.{column} IS DISTINCT FROM s.{column}"
 
     def _update_changed_sql(self, part: int) -> str:
         assignments = ", ".join(f"{c} = {self._value(c)}" for c in ROW_COLUMNS if c != "stream_key")

@@ -50,6 +50,18 @@ ROW_COLUMNS = (
 #: Columns a refresh compares to tell a changed stream from an unchanged one: all but the key and the
 #: line number (an entry that only moved is not rewritten).
 COMPARED_COLUMNS = tuple(c for c in ROW_COLUMNS if c not in ("stream_key", "line_no"))
+#: Widths of `stream`'s text columns (PostgreSQL rejects longer values). Rows are cut to fit here, so
+#: the swap stores and compares the staged values as they are.
+ROW_WIDTHS = {
+    "name": 500,
+    "search_name": 500,
+    "tvg_id": 255,
+    "tvg_name": 500,
+    "tvg_chno": 32,
+    "group_title": 255,
+    "catchup": 50,
+    "provider_stream_id": 64,
+}
 #: Rows per chunk written to the output file. The parent stages each chunk in one statement, so the
 #: size trades statement overhead against how long reading one chunk holds the parent's GIL (about
 #: 5 ms at 2000 rows: marshal.loads never lets go of it).
@@ -243,23 +255,42 @@ class RowWriter:
         days = e.catchup_days
         if days is not None and not 0 <= days <= 3650:
             days = None
+        name, catchup, psid = e.name, e.catchup, e.provider_stream_id
+        search = search_key(name)
+        # Cut to the column widths (ROW_WIDTHS), written out: this runs for every entry.
+        if len(name) > 500:
+            name = name[:500]
+        if len(search) > 500:
+            search = search[:500]
+        if tvg_id is not None and len(tvg_id) > 255:
+            tvg_id = tvg_id[:255]
+        if tvg_name is not None and len(tvg_name) > 500:
+            tvg_name = tvg_name[:500]
+        if chno is not None and len(chno) > 32:
+            chno = chno[:32]
+        if group is not None and len(group) > 255:
+            group = group[:255]
+        if catchup is not None and len(catchup) > 50:
+            catchup = catchup[:50]
+        if psid is not None and len(psid) > 64:
+            psid = psid[:64]
         return (
             self._key(e),
-            e.name,
-            search_key(e.name),
+            name,
+            search,
             e.url,
             tvg_id,
             tvg_name,
             logo,
             chno,
             group,
-            e.catchup,
+            catchup,
             e.catchup_source,
             days,
             headers,
             extra,
             e.is_vod,
-            e.provider_stream_id,
+            psid,
             e.line_no,
         )
 

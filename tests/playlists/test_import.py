@@ -14,10 +14,10 @@ from werkzeug.datastructures import FileStorage
 
 from backend.channels.models import Channel, ChannelSource
 from backend.db import utcnow
-from backend.playlists import importer
+from backend.playlists import importer, worker
 from backend.playlists.m3u import M3uParser
 from backend.playlists.models import Stream
-from backend.playlists.worker import MarshalSink, RowWriter
+from backend.playlists.worker import ROW_COLUMNS, ROW_WIDTHS, MarshalSink, RowWriter
 from tests.conftest import ApiClient
 from tests.fakes.upstream import FakeProvider, corpus_path
 from tests.playlists.conftest import (
@@ -267,6 +267,30 @@ async def test_refresh_rewrites_a_stream_whatever_single_field_changed(
     # The same content again changes nothing.
     task = await run_import(admin, source["id"])
     assert "0 added, 0 updated, 0 removed" in task["message"], task["message"]
+
+
+async def test_values_longer_than_their_columns_are_cut_and_stay_unchanged(
+    admin: ApiClient, provider: FakeProvider
+) -> None:
+    attrs = {"tvg-id": 300, "tvg-name": 600, "tvg-chno": 40, "group-title": 300, "catchup": 60}
+    text = " ".join(f'{key}="{"x" * length}"' for key, length in attrs.items())
+    provider.add_file("/long.m3u", f"#EXTM3U\n#EXTINF:-1 {text},{'N' * 700}\nhttp://h/s/1.m3u8\n".encode())
+    source = await create_playlist(admin, url=provider.url("/long.m3u"))
+    await run_import(admin, source["id"])
+    [stream] = await all_streams(admin, source["id"])
+    lengths = {c: len(stream[c]) for c in ("name", "tvg_id", "tvg_name", "tvg_chno", "group_title")}
+    assert lengths == {c: ROW_WIDTHS[c] for c in lengths}
+    # What was stored is what the next import stages: the same playlist changes nothing.
+    task = await run_import(admin, source["id"])
+    assert "0 added, 0 updated, 0 removed" in task["message"], task["message"]
+
+
+def test_row_widths_are_the_stream_columns_widths() -> None:
+    for column in ROW_COLUMNS:
+        length = getattr(Stream.__table__.c[column].type, "length", None)
+        # Keys are made to fit differently: a long one becomes a hash (RowWriter._key).
+        expected = worker._KEY_WIDTH if column == "stream_key" else ROW_WIDTHS.get(column)
+        assert expected == length, column
 
 
 async def test_nul_characters_are_dropped_from_entries(admin: ApiClient, provider: FakeProvider) -> None:
