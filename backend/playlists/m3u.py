@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import unquote, urljoin
 
 log = logging.getLogger(__name__)
@@ -117,11 +118,31 @@ class SkippedEntry:
 
 
 @dataclass(slots=True)
-class _Extinf:
+class Extinf:
+    """A parsed #EXTINF line waiting for its URL."""
+
     line_no: int
     duration: float | None
-    attrs: dict[str, str]
-    name: str
+    attrs: dict[str, str]  # keys lower-cased
+    name: str  # stripped; may be empty
+
+
+#: EXTINF attributes that make an entry more than a simple one (see EntrySink.simple).
+SPECIAL_ATTRS = _HEADER_KEYS | _CATCHUP_KEYS
+
+
+class EntrySink(Protocol):
+    """Where a parser given a sink puts its entries, in playlist order, instead of returning them."""
+
+    def entry(self, entry: M3uEntry) -> None:
+        """Any entry."""
+
+    def simple(self, info: Extinf, url: str) -> None:
+        """An entry that is only its #EXTINF and an http(s) URL, without the M3uEntry being built: no
+        header, catchup (SPECIAL_ATTRS) or option lines, no #EXTGRP, no #EXTM3U defaults that apply
+        to it, and a URL without a |suffix or quotes. The sink derives the fields the way
+        M3uParser builds an M3uEntry (this is the common entry of big playlists, so it is the one
+        worth not building twice)."""
 
 
 class M3uParser:
@@ -148,15 +169,22 @@ class M3uParser:
     """
 
     def __init__(
-        self, base_url: str | None = None, *, header: str | None = None, first_line: int = 1
+        self,
+        base_url: str | None = None,
+        *,
+        header: str | None = None,
+        first_line: int = 1,
+        sink: EntrySink | None = None,
     ) -> None:
         """header: the playlist's #EXTM3U line, for a parser that starts in the middle of a playlist at
-        line first_line (the importer parses big playlists in parts)."""
+        line first_line (the importer parses big playlists in parts). With a sink, entries go to it
+        and the feed methods return none."""
         self.base_url = base_url
+        self._sink = sink
         self.header: dict[str, str] = {}
         self.skipped: list[SkippedEntry] = []
         self.skipped_total = 0
-        self._pending: _Extinf | None = None
+        self._pending: Extinf | None = None
         self._group: str | None = None
         self._vlc: dict[str, str] = {}
         self._kodi: dict[str, str] = {}
@@ -398,7 +426,7 @@ class M3uParser:
                     attrs = dict(zip([k.lstrip(" ")[:-1] for k in pieces[0:-1:2]], pieces[1::2], strict=True))
                 else:
                     attrs = {}
-                self._pending = _Extinf(line_no, float(duration), attrs, name)
+                self._pending = Extinf(line_no, float(duration), attrs, name)
                 return
         m = _DURATION.match(line, 8)
         assert m is not None  # The pattern also matches the empty string.
@@ -415,7 +443,7 @@ class M3uParser:
                 name = name.lstrip(", \t")
         else:
             name = line[pos:].strip()
-        self._pending = _Extinf(line_no, duration, attrs, name)
+        self._pending = Extinf(line_no, duration, attrs, name)
 
     def _reset_options(self) -> None:
         # Each entry owns its option dicts: the next #EXTVLCOPT must not write into this one.
@@ -431,6 +459,21 @@ class M3uParser:
         kodi = self._kodi
         http = self._http
         group = self._group
+        sink = self._sink
+        if (
+            sink is not None
+            and info is not None
+            and group is None
+            and not (vlc or kodi or http or self._default_headers or self._header_catchup)
+            and line.startswith(("http://", "https://"))
+            and "|" not in line
+            and line[-1] not in "\"'"
+            and info.attrs.keys().isdisjoint(SPECIAL_ATTRS)
+        ):
+            # Nothing was collected for this entry but its EXTINF: no option dicts to reset.
+            self._pending = None
+            sink.simple(info, line)
+            return None
         if info is not None:
             self._pending = None
             attrs = info.attrs
@@ -476,7 +519,7 @@ class M3uParser:
             days = None
         name = info.name if info is not None else ""
         if not name:
-            name = tvg_name or tvg_id or _name_from_url(url)
+            name = tvg_name or tvg_id or name_from_url(url)
         value = get("tvg-logo") or get("logo")
         # Only web logos: the admin UI and clients load them, so no javascript:, data: or file: URLs.
         logo = value.strip() if value and value[:8].lower().startswith(("http://", "https://")) else None
@@ -485,8 +528,8 @@ class M3uParser:
         value = get("group-title")
         if value:
             group = value.strip() or group
-        kind, stream_id = _xtream_ref(url)
-        return M3uEntry(
+        kind, stream_id = xtream_ref(url)
+        entry = M3uEntry(
             entry_line,
             name,
             url,
@@ -503,9 +546,13 @@ class M3uParser:
             vlc,
             kodi,
             attrs,
-            kind == "movie" or kind == "series" or _looks_like_vod_file(url),
+            kind == "movie" or kind == "series" or looks_like_vod_file(url),
             stream_id,
         )
+        if sink is not None:
+            sink.entry(entry)
+            return None
+        return entry
 
     def _checked_url(self, url: str, entry_line: int, line_no: int) -> str | None:
         """The URL if its scheme is allowed (relative ones resolved), else None with a skip recorded."""
@@ -683,7 +730,7 @@ def _int(value: str | None) -> int | None:
         return None
 
 
-def _xtream_ref(url: str) -> tuple[str | None, str | None]:
+def xtream_ref(url: str) -> tuple[str | None, str | None]:
     """('live'|'movie'|'series', id) for an Xtream Codes stream URL, else (None, None)."""
     m = _XTREAM_PATH.match(url)
     if m is None:
@@ -693,7 +740,7 @@ def _xtream_ref(url: str) -> tuple[str | None, str | None]:
     return "live", m.group(3)
 
 
-def _looks_like_vod_file(url: str) -> bool:
+def looks_like_vod_file(url: str) -> bool:
     end = url.find("?")
     if end < 0:
         end = len(url)
@@ -703,7 +750,7 @@ def _looks_like_vod_file(url: str) -> bool:
     return url[end - 4 : end].lower() in _VOD_EXTENSIONS
 
 
-def _name_from_url(url: str) -> str:
+def name_from_url(url: str) -> str:
     path = url.split("?", 1)[0].split("#", 1)[0]
     after_host = path.split("://", 1)[-1]
     host, _, rest = after_host.partition("/")
@@ -722,7 +769,7 @@ def stream_identity(source_id: int, entry: M3uEntry) -> str:
     importer disambiguates them, e.g. by order of appearance.
     """
     if entry.provider_stream_id:
-        kind = _xtream_ref(entry.url)[0] or "live"
+        kind = xtream_ref(entry.url)[0] or "live"
         return f"{source_id}:xc:{kind}:{entry.provider_stream_id}"
     digest = hashlib.sha1(entry.url.encode("utf-8"), usedforsecurity=False).hexdigest()
     return f"{source_id}:url:{digest}"
