@@ -300,17 +300,7 @@ async def _parse_and_swap(
     try:
         if files:
             # Parsing and staging happen in the workers; show their progress until all have ended.
-            while not all(child.done() for child in children):
-                ready.clear()
-                waiter = asyncio.ensure_future(ready.wait())
-                try:
-                    await asyncio.wait({waiter, *children}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    waiter.cancel()
-                for child in children:
-                    if child.done():
-                        child.result()  # A failed worker fails the import here.
-                await show_progress("parsed and staged")
+            await _wait_for_workers(children, ready, lambda: show_progress("parsed and staged"))
             stage = StreamStage(svc.db, snap.id, files=outputs)
         else:
             readers = [ChunkReader(out) for out in outputs]
@@ -381,6 +371,28 @@ async def _parse_and_swap(
             "app_cpu": [round(cpu1 - cpu0, 2), round(time.process_time() - cpu1, 2)],
         },
     }
+
+
+async def _wait_for_workers(
+    children: Sequence[asyncio.Future[Any]],
+    ready: asyncio.Event,
+    show_progress: Callable[[], Awaitable[None]],
+) -> None:
+    """Wait until every worker has ended, showing progress each time one reports (sets `ready`) or
+    ends; the first failed worker's error is raised."""
+    while running := {child for child in children if not child.done()}:
+        ready.clear()
+        waiter = asyncio.ensure_future(ready.wait())
+        try:
+            # Only the workers still running: a finished one would end every wait at once, and this
+            # loop would spin on the event loop, taking a core from the workers, until the last ended.
+            await asyncio.wait({waiter, *running}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+        for child in children:
+            if child.done():
+                child.result()  # A failed worker fails the import here.
+        await show_progress()
 
 
 async def _stage_chunks(

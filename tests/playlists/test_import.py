@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import io
 import logging
@@ -495,3 +496,30 @@ async def test_big_playlist_parsed_in_parts_matches_one_parse(
         assert keys == expected_keys
         assert all("#" in key for key in keys[-60:])  # the copies are numbered after their originals
     assert caplog.text.count(f"'workers': {workers}") == 2
+
+
+async def test_waiting_for_workers_wakes_on_reports_and_ends_only() -> None:
+    # One worker has ended, the other reports twice and ends a moment later.
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[Any] = loop.create_future()
+    done.set_result({})
+    later: asyncio.Future[Any] = loop.create_future()
+    ready = asyncio.Event()
+    loop.call_later(0.05, ready.set)
+    loop.call_later(0.1, ready.set)
+    loop.call_later(0.2, later.set_result, {})
+    shown = 0
+
+    async def show() -> None:
+        nonlocal shown
+        shown += 1
+
+    await importer._wait_for_workers([done, later], ready, show)
+    # A wake per report and one for the end; waiting on the finished worker as well would spin here
+    # (thousands of wakes in 0.2 s).
+    assert 2 <= shown <= 3
+
+    failed: asyncio.Future[Any] = loop.create_future()
+    loop.call_later(0.05, failed.set_exception, RuntimeError("worker died"))
+    with pytest.raises(RuntimeError, match="worker died"):
+        await importer._wait_for_workers([done, failed], asyncio.Event(), show)
