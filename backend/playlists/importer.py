@@ -254,6 +254,8 @@ async def _parse_and_swap(
     began = time.monotonic()
     cpu0 = time.process_time()
     jobs = await _plan(fetched, workdir)
+    planned_at = time.monotonic()
+    workers_at = planned_at
     ready = asyncio.Event()
     percents = [0.0] * len(jobs)
     parsed = [0] * len(jobs)
@@ -301,6 +303,7 @@ async def _parse_and_swap(
         if files:
             # Parsing and staging happen in the workers; show their progress until all have ended.
             await _wait_for_workers(children, ready, lambda: show_progress("parsed and staged"))
+            workers_at = time.monotonic()
             stage = StreamStage(svc.db, snap.id, files=outputs)
         else:
             readers = [ChunkReader(out) for out in outputs]
@@ -365,6 +368,9 @@ async def _parse_and_swap(
         "total": counts.total,
         "timings": {
             "parse_and_stage": round(parsed_at - began, 2),
+            # Within it: cutting the file into parts, and (SQLite) the workers' run until the last ended.
+            "plan": round(planned_at - began, 2),
+            "workers_wall": round(workers_at - planned_at, 2),
             "swap": round(swapped_at - parsed_at, 2),
             "workers": len(jobs),
             "worker_cpu": [s.get("cpu_seconds") for s in summaries],
