@@ -535,7 +535,7 @@ def match_channels(
 def match_file(
     job_path: str, result_path: str, progress: Callable[[float, str], None] | None = None
 ) -> dict[str, int]:
-    """Child-process entry: read a job from a JSON file, write the suggestions to another.
+    """Child-process entry: read a job from a JSON file, write the suggestions to another (JSON lines).
 
     Files instead of the pipe keep big lineups out of one huge JSON line, and let the parent write
     and read them in a worker thread.
@@ -545,6 +545,10 @@ def match_file(
     results = match_channels(
         job["channels"], job["guide"], int(job["threshold"]), job.get("context"), progress
     )
+    # One result per line: the parent reads them one at a time, so no single json call holds its GIL
+    # (and its event loop) for the whole answer, which runs to megabytes for big lineups.
     with open(result_path, "w", encoding="utf-8") as f:
-        json.dump(results, f, ensure_ascii=False)
+        for result in results:
+            f.write(json.dumps(result, ensure_ascii=False))
+            f.write("\n")
     return {"channels": len(results), "suggested": sum(1 for r in results if r["suggestion"] is not None)}

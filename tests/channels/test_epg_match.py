@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
+from backend.channels import epg_match
+from backend.channels.matching import match_file
 from backend.channels.models import Channel
 from backend.epg.parser import XmltvChannel, iter_xmltv
 from backend.playlists.m3u import parse_m3u_file
@@ -254,3 +258,25 @@ async def test_corpus_pair_by_names_alone(admin: ApiClient, data: Data) -> None:
     assert recall >= 0.9
     assert {(n, x) for n, x, _t in wrong} <= JUDGED_RIGHT, wrong
     assert all(i["suggestion"]["method"] == "name" for i in result["items"] if i["suggestion"])
+
+
+def test_matcher_results_travel_as_one_json_line_each(tmp_path: Path) -> None:
+    job = tmp_path / "job.json"
+    out = tmp_path / "out.json"
+    channels = [
+        {"id": i, "names": [name], "tvg_ids": [], "hints": [], "countries": [], "logo": None}
+        for i, name in enumerate(["Das Erste HD", "Line\nBreak News", "Unknown"], 1)
+    ]
+    guide = [
+        {"epg_id": 1, "xmltv_id": "DasErste.de", "names": ["Das Erste"], "icon": None, "programmes": 5},
+        {"epg_id": 1, "xmltv_id": "news", "names": ["Line Break News"], "icon": None, "programmes": 5},
+    ]
+    job.write_text(json.dumps({"channels": channels, "guide": guide, "threshold": 80, "context": None}))
+    summary = match_file(str(job), str(out))
+    lines = out.read_text(encoding="utf-8").splitlines()
+    # A name with a newline stays inside its line (JSON escapes it).
+    assert len(lines) == summary["channels"] == 3
+    results = epg_match._read_json_lines(out)
+    assert results == [json.loads(line) for line in lines]
+    assert [r["channel_id"] for r in results] == [1, 2, 3]
+    assert results[0]["suggestion"]["epg_channel_id"] == "DasErste.de"
