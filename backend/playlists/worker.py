@@ -254,27 +254,12 @@ class RowWriter:
             key = (
                 f"{self.source_id}:url:{hashlib.sha1(url.encode('utf-8'), usedforsecurity=False).hexdigest()}"
             )
-        search = search_key(name)
-        if len(name) > 500:
-            name = name[:500]
-        if len(search) > 500:
-            search = search[:500]
-        if tvg_id is not None and len(tvg_id) > 255:
-            tvg_id = tvg_id[:255]
-        if tvg_name is not None and len(tvg_name) > 500:
-            tvg_name = tvg_name[:500]
-        if chno is not None and len(chno) > 32:
-            chno = chno[:32]
-        if group is not None and len(group) > 255:
-            group = group[:255]
-        if psid is not None and len(psid) > 64:
-            psid = psid[:64]
         rows = self._rows
         rows.append(
-            (
+            _fit(
                 self._unique(key),
                 name,
-                search,
+                search_key(name),
                 url,
                 tvg_id,
                 tvg_name,
@@ -365,44 +350,41 @@ class RowWriter:
         days = e.catchup_days
         if days is not None and not 0 <= days <= 3650:
             days = None
-        name, catchup, psid = e.name, e.catchup, e.provider_stream_id
-        search = search_key(name)
-        # Cut to the column widths (ROW_WIDTHS), written out: this runs for every entry.
-        if len(name) > 500:
-            name = name[:500]
-        if len(search) > 500:
-            search = search[:500]
-        if tvg_id is not None and len(tvg_id) > 255:
-            tvg_id = tvg_id[:255]
-        if tvg_name is not None and len(tvg_name) > 500:
-            tvg_name = tvg_name[:500]
-        if chno is not None and len(chno) > 32:
-            chno = chno[:32]
-        if group is not None and len(group) > 255:
-            group = group[:255]
-        if catchup is not None and len(catchup) > 50:
-            catchup = catchup[:50]
-        if psid is not None and len(psid) > 64:
-            psid = psid[:64]
-        return (
+        return _fit(
             self._key(e),
-            name,
-            search,
+            e.name,
+            search_key(e.name),
             e.url,
             tvg_id,
             tvg_name,
             logo,
             chno,
             group,
-            catchup,
+            e.catchup,
             e.catchup_source,
             days,
             headers,
             extra,
             e.is_vod,
-            psid,
+            e.provider_stream_id,
             e.line_no,
         )
+
+
+#: (position in a row, width) of the columns ROW_WIDTHS limits.
+_WIDTH_AT = tuple((i, ROW_WIDTHS[c]) for i, c in enumerate(ROW_COLUMNS) if c in ROW_WIDTHS)
+
+
+def _fit(*row: Any) -> tuple[Any, ...]:
+    """The row (values in ROW_COLUMNS order) with its text cut to the column widths (ROW_WIDTHS)."""
+    for i, width in _WIDTH_AT:
+        value = row[i]
+        if value is not None and len(value) > width:
+            return tuple(
+                v[:w] if (w := ROW_WIDTHS.get(c)) is not None and v is not None else v
+                for c, v in zip(ROW_COLUMNS, row, strict=True)
+            )
+    return row
 
 
 def _json_object(values: dict[str, str]) -> str:
