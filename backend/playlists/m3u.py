@@ -768,10 +768,15 @@ def stream_identity(source_id: int, entry: M3uEntry) -> str:
     every refresh. Identities are not unique inside a playlist (duplicate entries are common); the
     importer disambiguates them, e.g. by order of appearance.
     """
-    if entry.provider_stream_id:
-        kind = xtream_ref(entry.url)[0] or "live"
-        return f"{source_id}:xc:{kind}:{entry.provider_stream_id}"
-    digest = hashlib.sha1(entry.url.encode("utf-8"), usedforsecurity=False).hexdigest()
+    kind = xtream_ref(entry.url)[0] if entry.provider_stream_id else None
+    return identity(source_id, entry.url, kind, entry.provider_stream_id)
+
+
+def identity(source_id: int, url: str, kind: str | None, stream_id: str | None) -> str:
+    """stream_identity() from an entry's URL and its xtream_ref() (kind, stream_id), already known."""
+    if stream_id:
+        return f"{source_id}:xc:{kind or 'live'}:{stream_id}"
+    digest = hashlib.sha1(url.encode("utf-8"), usedforsecurity=False).hexdigest()
     return f"{source_id}:url:{digest}"
 
 

@@ -25,6 +25,7 @@ from backend.playlists.m3u import (
     M3uEntry,
     M3uParser,
     SkippedEntry,
+    identity,
     looks_like_vod_file,
     name_from_url,
     stream_identity,
@@ -248,16 +249,10 @@ class RowWriter:
             extra = _extra(rest, folded, {}, {}, duration)
         else:
             extra = _COLUMNS_ONLY[folded] if folded else None
-        if psid:
-            key = f"{self.source_id}:xc:{kind or 'live'}:{psid}"
-        else:
-            key = (
-                f"{self.source_id}:url:{hashlib.sha1(url.encode('utf-8'), usedforsecurity=False).hexdigest()}"
-            )
         rows = self._rows
         rows.append(
             _fit(
-                self._unique(key),
+                self._unique(identity(self.source_id, url, kind, psid)),
                 name,
                 search_key(name),
                 url,
